@@ -1,0 +1,20 @@
+"""foxmock: an offline, OpenAI-compatible mock of the Foxora chat API."""
+
+from foxmock._exceptions import FoxmockError, Problem, RequestError, ScenarioError
+from foxmock.config import Config
+from foxmock.scenarios import ScenarioSet, load_scenarios
+from foxmock.server import create_app
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "FoxmockError",
+    "Problem",
+    "RequestError",
+    "ScenarioError",
+    "ScenarioSet",
+    "__version__",
+    "create_app",
+    "load_scenarios",
+]

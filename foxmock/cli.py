@@ -1,0 +1,162 @@
+"""The ``foxmock`` command: thin argument parsing that builds a `Config` and runs it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from foxmock._exceptions import ScenarioError
+from foxmock.config import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, Config, api_keys_from_env
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise SystemExit(f"foxmock: {name} must be an integer, got {value!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="foxmock", description="Offline, OpenAI-compatible mock of the Foxora chat API."
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the mock server",
+        description="Serve /v1/chat/completions and /v1/models from scenario files.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument("--host", default=os.environ.get("FOXMOCK_HOST", DEFAULT_HOST),
+                       help="address to listen on (env FOXMOCK_HOST)")
+    serve.add_argument("--port", type=int, default=_env_int("FOXMOCK_PORT", DEFAULT_PORT),
+                       help="port to listen on; 0 picks a free one (env FOXMOCK_PORT)")
+    serve.add_argument("--scenarios", "-s", action="append", metavar="PATH",
+                       help="scenario file or directory, repeatable; default: the bundled "
+                            "scenarios (env FOXMOCK_SCENARIOS, separated by the path separator)")
+    serve.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
+                       help="accept only requests bearing this key, repeatable "
+                            "(env FOXMOCK_API_KEYS, comma separated); default: no check")
+    serve.add_argument("--max-body-bytes", type=int,
+                       default=_env_int("FOXMOCK_MAX_BODY_BYTES", DEFAULT_MAX_BODY),
+                       help="larger request bodies get 413 (env FOXMOCK_MAX_BODY_BYTES)")
+    serve.add_argument("--seed", type=int, default=None,
+                       help="seed ids and template randomness for reproducible runs")
+    serve.add_argument("--log-level", choices=LOG_LEVELS,
+                       default=os.environ.get("FOXMOCK_LOG_LEVEL", "info"),
+                       help="log verbosity (env FOXMOCK_LOG_LEVEL)")
+
+    validate = commands.add_parser(
+        "validate", help="check scenario files and report every problem with file and line"
+    )
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+
+    commands.add_parser("schema", help="print the JSON Schema of scenario files")
+    return parser
+
+
+def _scenario_paths(given: Sequence[str] | None) -> list[str]:
+    if given:
+        return list(given)
+    env = os.environ.get("FOXMOCK_SCENARIOS", "")
+    return [p for p in env.split(os.pathsep) if p]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from foxmock.server import STATE, create_app
+    from foxmock.server.run import serve_forever
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = Config(
+        scenarios=_scenario_paths(args.scenarios),
+        host=args.host,
+        port=args.port,
+        api_keys=args.api_keys or api_keys_from_env(),
+        max_body_bytes=args.max_body_bytes,
+        seed=args.seed,
+        log_level=args.log_level,
+    )
+    try:
+        app = create_app(config)
+    except ScenarioError as exc:
+        _print_problems(exc)
+        return 2
+    paths = ", ".join(str(p) for p in config.scenario_paths())
+    count = len(app[STATE].scenarios)
+
+    def ready(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"foxmock: {count} scenarios from {paths}", flush=True)
+        print(f"foxmock: serving on http://{shown}:{port}/v1 (Ctrl+C to stop)", flush=True)
+
+    access = logging.getLogger("aiohttp.access") if args.log_level == "debug" else None
+    try:
+        asyncio.run(serve_forever(app, config.host, config.port, access_log=access, on_ready=ready))
+    except OSError as exc:
+        print(f"foxmock: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_problems(exc: ScenarioError) -> None:
+    count = len(exc.problems)
+    print(f"foxmock: {count} problem{'s' if count != 1 else ''} in scenario files:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import random
+
+    from foxmock.scenarios.loader import collect, iter_scenario_files
+    from foxmock.templating import TemplateEngine
+
+    scenarios, _models, problems = collect(args.paths, TemplateEngine(random.Random()))
+    if problems:
+        _print_problems(ScenarioError(problems))
+        return 1
+    files, _ = iter_scenario_files(args.paths)
+    print(f"OK: {len(scenarios)} scenarios in {len(files)} file(s)")
+    return 0
+
+
+def _schema() -> int:
+    from foxmock.scenarios.loader import scenario_schema
+
+    print(json.dumps(scenario_schema(), indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``foxmock`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from foxmock import __version__
+
+        print(f"foxmock {__version__}")
+        return 0
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "validate":
+        return _validate(args)
+    if args.command == "schema":
+        return _schema()
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

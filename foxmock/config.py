@@ -1,0 +1,47 @@
+"""Server configuration, built by the CLI or by Python callers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+
+
+@dataclass
+class Config:
+    """Everything `create_app` needs; all fields have working defaults."""
+
+    scenarios: Sequence[str | Path] = ()
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    api_keys: Sequence[str] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    seed: int | None = None
+    log_level: str = "info"
+
+    def scenario_paths(self) -> list[Path]:
+        """The scenario paths to load, or the bundled defaults when none are given."""
+        if self.scenarios:
+            return [Path(p) for p in self.scenarios]
+        return [default_scenarios_path()]
+
+
+def default_scenarios_path() -> Path:
+    """Where the bundled default scenarios live (installed wheel or source checkout)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "_bundled_scenarios"
+    if installed.is_dir():
+        return installed
+    return here.parent / "scenarios"
+
+
+def api_keys_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """API keys from ``FOXMOCK_API_KEYS`` (comma separated)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("FOXMOCK_API_KEYS", "")
+    return [k.strip() for k in raw.split(",") if k.strip()]

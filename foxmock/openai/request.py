@@ -1,0 +1,129 @@
+"""A read-only view of a validated chat request, with the facts matching and templates use."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """The text of a message: its string content, or its text parts joined by newlines."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") in ("text", "refusal")
+        )
+    return ""
+
+
+def _parse_json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class ChatRequest:
+    """Derived facts about one chat completion request; each is computed at most once."""
+
+    def __init__(self, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
+        self.body = body
+        self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
+
+    @property
+    def model(self) -> str:
+        return str(self.body.get("model", ""))
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        messages = self.body.get("messages")
+        return messages if isinstance(messages, list) else []
+
+    @property
+    def stream(self) -> bool:
+        return self.body.get("stream") is True
+
+    @cached_property
+    def message_texts(self) -> list[str]:
+        return [message_text(m) for m in self.messages]
+
+    @cached_property
+    def last_message(self) -> str:
+        return self.message_texts[-1] if self.messages else ""
+
+    @cached_property
+    def last_user(self) -> str:
+        for message, text in zip(reversed(self.messages), reversed(self.message_texts)):
+            if message.get("role") == "user":
+                return text
+        return ""
+
+    @cached_property
+    def system(self) -> str:
+        """System and developer messages, joined by blank lines."""
+        return "\n\n".join(
+            text
+            for message, text in zip(self.messages, self.message_texts)
+            if message.get("role") in ("system", "developer")
+        )
+
+    @cached_property
+    def turn(self) -> int:
+        """How many assistant messages the conversation already holds (0 on the first call)."""
+        return sum(1 for m in self.messages if m.get("role") == "assistant")
+
+    @cached_property
+    def tools_offered(self) -> list[str]:
+        names = []
+        for tool in self.body.get("tools") or []:
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("name"), str):
+                names.append(function["name"])
+        return names
+
+    @cached_property
+    def tool_choice(self) -> str | None:
+        """``none``, ``auto``, ``required``, the name of a forced function, or None if absent."""
+        choice = self.body.get("tool_choice")
+        if isinstance(choice, dict):
+            function = choice.get("function")
+            if isinstance(function, dict):
+                return str(function.get("name"))
+            return None
+        return choice if isinstance(choice, str) else None
+
+    @cached_property
+    def response_format(self) -> str:
+        fmt = self.body.get("response_format")
+        if isinstance(fmt, dict) and isinstance(fmt.get("type"), str):
+            return str(fmt["type"])
+        return "text"
+
+    @cached_property
+    def tool_results(self) -> list[tuple[str, Any]]:
+        """(tool name, parsed result) for every tool message, oldest first."""
+        names: dict[str, str] = {}
+        results: list[tuple[str, Any]] = []
+        for message, text in zip(self.messages, self.message_texts):
+            role = message.get("role")
+            if role == "assistant":
+                for call in message.get("tool_calls") or []:
+                    if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                        names[str(call.get("id"))] = str(call["function"].get("name"))
+            elif role == "tool":
+                name = names.get(str(message.get("tool_call_id")), "")
+                results.append((name, _parse_json_or_text(text)))
+        return results
+
+    def tool_result(self, name: str | None = None) -> Any:
+        """The latest result of the named tool (or of any tool), parsed as JSON when it is JSON."""
+        for tool_name, value in reversed(self.tool_results):
+            if name is None or tool_name == name:
+                return value
+        return None

@@ -1,0 +1,15 @@
+"""Scenario files: data model, YAML loading with line numbers, schema, compilation."""
+
+from foxmock.scenarios.loader import load_scenarios, parse_duration, scenario_schema
+from foxmock.scenarios.model import Fault, NearMiss, Respond, Scenario, ScenarioSet
+
+__all__ = [
+    "Fault",
+    "NearMiss",
+    "Respond",
+    "Scenario",
+    "ScenarioSet",
+    "load_scenarios",
+    "parse_duration",
+    "scenario_schema",
+]

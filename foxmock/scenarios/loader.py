@@ -1,0 +1,271 @@
+"""Load scenario files: YAML with line numbers -> schema check -> compiled `ScenarioSet`."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import random
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from foxmock._exceptions import Problem, ScenarioError
+from foxmock.matching import CompileError, compile_match
+from foxmock.scenarios.model import Fault, Render, Respond, Scenario, ScenarioSet, ToolCallSpec
+from foxmock.scenarios.yamlnodes import (
+    Lines,
+    YamlProblem,
+    format_path,
+    line_of,
+    load_yaml,
+)
+from foxmock.templating import TemplateEngine, TemplateError
+
+YAML_SUFFIXES = (".yaml", ".yml")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
+_DEFAULT_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+@cache
+def scenario_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files, as shipped in the package."""
+    text = resources.files("foxmock").joinpath("scenario.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from ``1.5``, ``"250ms"``, ``"2s"`` or ``"1m"``."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(value)
+    if match is None:
+        raise ValueError(f"not a duration: {value!r}")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+
+
+def iter_scenario_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
+    """Every scenario file named or found below the named directories, in a stable order."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+            if not found:
+                problems.append(Problem(str(path), None, "", "no .yaml or .yml files in directory"))
+            files.extend(found)
+        else:
+            files.append(path)
+    return files, problems
+
+
+class _FileCompiler:
+    """Compiles one parsed file, collecting problems instead of stopping at the first."""
+
+    def __init__(self, source: str, lines: Lines, engine: TemplateEngine) -> None:
+        self.source, self.lines, self.engine = source, lines, engine
+        self.problems: list[Problem] = []
+
+    def problem(self, path: tuple[str | int, ...], message: str, line: int | None = None) -> None:
+        where = line if line is not None else line_of(self.lines, path)
+        self.problems.append(Problem(self.source, where, format_path(path), message))
+
+    def template(self, text: str, path: tuple[str | int, ...], native: bool = False) -> Render:
+        try:
+            return self.engine.compile(text, native=native)
+        except TemplateError as exc:
+            base = line_of(self.lines, path)
+            line = base + exc.line - 1 if base is not None and exc.line else base
+            self.problem(path, exc.message, line)
+            return lambda _ctx: ""
+
+    def structure(self, value: Any, path: tuple[str | int, ...]) -> Render:
+        """Compile every string inside ``value``; the render returns the same shape."""
+        if isinstance(value, str):
+            return self.template(value, path, native=True)
+        if isinstance(value, dict):
+            parts = {k: self.structure(v, (*path, k)) for k, v in value.items()}
+            return lambda ctx: {k: render(ctx) for k, render in parts.items()}
+        if isinstance(value, list):
+            items = [self.structure(v, (*path, i)) for i, v in enumerate(value)]
+            return lambda ctx: [render(ctx) for render in items]
+        return lambda _ctx: value
+
+    def arguments(self, value: Any, path: tuple[str | int, ...]) -> Render:
+        if value is None:
+            return lambda _ctx: "{}"
+        if isinstance(value, str):
+            render = self.template(value, path)
+            if not any(m in value for m in ("{{", "{%")):
+                try:
+                    json.loads(value)
+                except ValueError as exc:
+                    self.problem(path, f"arguments are not valid JSON: {exc}")
+            return render
+        shape = self.structure(value, path)
+        return lambda ctx: json.dumps(shape(ctx), ensure_ascii=False)
+
+    def respond(self, spec: Mapping[str, Any], path: tuple[str | int, ...]) -> Respond:
+        content = spec.get("content")
+        calls = [
+            ToolCallSpec(
+                name=self.template(call["name"], (*path, "tool_calls", i, "name")),
+                arguments=self.arguments(call.get("arguments"), (*path, "tool_calls", i, "arguments")),
+                id=self.template(call["id"], (*path, "tool_calls", i, "id")) if "id" in call else None,
+            )
+            for i, call in enumerate(spec.get("tool_calls") or [])
+        ]
+        return Respond(
+            content=None if content is None else self.template(content, (*path, "content")),
+            tool_calls=calls,
+            finish_reason=spec.get("finish_reason"),
+            model=self.template(spec["model"], (*path, "model")) if "model" in spec else None,
+            usage=dict(spec.get("usage") or {}),
+            headers={
+                k: self.template(v, (*path, "headers", k)) for k, v in (spec.get("headers") or {}).items()
+            },
+        )
+
+    def fault(self, spec: Mapping[str, Any], path: tuple[str | int, ...]) -> Fault:
+        status = int(spec["status"])
+        default_type = _DEFAULT_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        message = spec.get("message", f"foxmock fault: HTTP {status}")
+        retry = spec.get("retry_after")
+        return Fault(
+            status=status,
+            message=self.template(message, (*path, "message")),
+            type=spec.get("type", default_type),
+            code=spec.get("code"),
+            param=spec.get("param"),
+            retry_after=None if retry is None else parse_duration(retry),
+            headers=dict(spec.get("headers") or {}),
+        )
+
+    def scenario(self, spec: Mapping[str, Any], index: int) -> Scenario:
+        path: tuple[str | int, ...] = ("scenarios", index)
+        try:
+            match = compile_match(spec.get("match"), (*path, "match"))
+        except CompileError as exc:
+            self.problem((*path, *exc.path), exc.message)
+            match = compile_match(None)
+        return Scenario(
+            name=spec["name"],
+            match=match,
+            respond=self.respond(spec["respond"], (*path, "respond")) if "respond" in spec else None,
+            fault=self.fault(spec["fault"], (*path, "fault")) if "fault" in spec else None,
+            priority=int(spec.get("priority", 0)),
+            description=str(spec.get("description", "")),
+            file=self.source,
+            line=line_of(self.lines, path) or 1,
+        )
+
+
+def _schema_problems(data: Any, source: str, lines: Lines) -> list[Problem]:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    validator = Draft202012Validator(scenario_schema())
+    problems: list[Problem] = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        if error.context:
+            error = best_match(error.context) or error
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = list(error.schema.get("properties", {}))
+            for key in error.instance:
+                if key not in allowed:
+                    hint = difflib.get_close_matches(str(key), allowed, n=1)
+                    message = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    message += f"; allowed here: {', '.join(allowed)}"
+                    key_path = (*path, str(key))
+                    problems.append(Problem(source, line_of(lines, key_path), format_path(key_path), message))
+            continue
+        problems.append(Problem(source, line_of(lines, path), format_path(path), error.message))
+    return problems
+
+
+def compile_document(
+    data: Any, lines: Lines, source: str, engine: TemplateEngine
+) -> tuple[list[Scenario], list[str], list[Problem]]:
+    """Check one parsed document against the schema and compile it."""
+    problems = _schema_problems(data, source, lines)
+    if problems:
+        return [], [], problems
+    compiler = _FileCompiler(source, lines, engine)
+    scenarios = [compiler.scenario(spec, i) for i, spec in enumerate(data["scenarios"])]
+    return scenarios, list(data.get("models") or []), compiler.problems
+
+
+def _read(path: Path) -> tuple[str | None, list[Problem]]:
+    try:
+        return path.read_text("utf-8"), []
+    except FileNotFoundError:
+        return None, [Problem(str(path), None, "", "no such file or directory")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(str(path), None, "", f"cannot read file: {exc}")]
+
+
+def _duplicates(scenarios: Sequence[Scenario]) -> list[Problem]:
+    seen: dict[str, Scenario] = {}
+    problems = []
+    for s in scenarios:
+        if s.name in seen:
+            problems.append(
+                Problem(s.file, s.line, "name", f"duplicate scenario name {s.name!r} (first at {seen[s.name].where})")
+            )
+        seen.setdefault(s.name, s)
+    return problems
+
+
+def parse_text(
+    text: str, source: str, engine: TemplateEngine
+) -> tuple[list[Scenario], list[str], list[Problem]]:
+    """Parse and compile the scenarios in one YAML text."""
+    try:
+        data, lines = load_yaml(text)
+    except YamlProblem as exc:
+        return [], [], [Problem(source, exc.line, "", f"invalid YAML: {exc.message}")]
+    return compile_document(data, lines, source, engine)
+
+
+def collect(
+    paths: Iterable[str | Path], engine: TemplateEngine
+) -> tuple[list[Scenario], list[str], list[Problem]]:
+    """Load every file under ``paths``; return scenarios, models and all problems found."""
+    scenarios: list[Scenario] = []
+    models: list[str] = []
+    files, problems = iter_scenario_files(paths)
+    for path in files:
+        text, read_problems = _read(path)
+        problems.extend(read_problems)
+        if text is None:
+            continue
+        found, found_models, found_problems = parse_text(text, str(path), engine)
+        scenarios.extend(found)
+        models.extend(found_models)
+        problems.extend(found_problems)
+    problems.extend(_duplicates(scenarios))
+    return scenarios, models, problems
+
+
+def load_scenarios(
+    paths: Iterable[str | Path], engine: TemplateEngine | None = None
+) -> ScenarioSet:
+    """Load a `ScenarioSet`, or raise `ScenarioError` listing every problem in every file."""
+    scenarios, models, problems = collect(paths, engine or TemplateEngine(random.Random()))
+    if problems:
+        raise ScenarioError(problems)
+    return ScenarioSet(scenarios, models)

@@ -1,0 +1,111 @@
+"""Compiled scenarios and the ordered set that matches requests against them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from foxmock.matching import All, Miss
+from foxmock.openai.request import ChatRequest
+
+Render = Callable[[Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class ToolCallSpec:
+    """A tool call to answer with; ``arguments`` renders to JSON text."""
+
+    name: Render
+    arguments: Render
+    id: Render | None = None
+
+
+@dataclass(frozen=True)
+class Respond:
+    """A successful answer; every field but ``finish_reason`` and ``usage`` is a template."""
+
+    content: Render | None = None
+    tool_calls: Sequence[ToolCallSpec] = ()
+    finish_reason: str | None = None
+    model: Render | None = None
+    usage: Mapping[str, int] = field(default_factory=dict)
+    headers: Mapping[str, Render] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An HTTP error answer with the OpenAI error envelope."""
+
+    status: int
+    message: Render
+    type: str
+    code: str | None
+    param: str | None
+    retry_after: float | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One compiled scenario, with where it came from."""
+
+    name: str
+    match: All
+    respond: Respond | None
+    fault: Fault | None
+    priority: int = 0
+    description: str = ""
+    file: str = "<string>"
+    line: int = 1
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """A scenario that did not match, with each predicate that failed."""
+
+    scenario: Scenario
+    misses: Sequence[Miss]
+    held: int
+    total: int
+
+    def __str__(self) -> str:
+        head = (
+            f"{self.scenario.name} ({self.scenario.where}): "
+            f"{self.held} of {self.total} conditions held"
+        )
+        return "\n".join([head, *(f"    - {m}" for m in self.misses)])
+
+
+class ScenarioSet:
+    """Scenarios in match order: higher priority first, then the order they were loaded."""
+
+    def __init__(self, scenarios: Sequence[Scenario], models: Sequence[str] = ()) -> None:
+        ranked = sorted(enumerate(scenarios), key=lambda pair: (-pair[1].priority, pair[0]))
+        self.scenarios: list[Scenario] = [s for _, s in ranked]
+        self.models: list[str] = list(dict.fromkeys(models))
+
+    def __len__(self) -> int:
+        return len(self.scenarios)
+
+    def find(self, req: ChatRequest) -> Scenario | None:
+        """The first scenario whose match holds, or None."""
+        for scenario in self.scenarios:
+            if scenario.match.test(req):
+                return scenario
+        return None
+
+    def near_misses(self, req: ChatRequest, limit: int = 3) -> list[NearMiss]:
+        """The scenarios closest to matching, fewest failed conditions first."""
+        found = []
+        for scenario in self.scenarios:
+            parts = scenario.match.parts
+            misses = [m for p in parts for m in p.explain(req)]
+            held = sum(1 for p in parts if p.test(req))
+            found.append(NearMiss(scenario, misses, held, len(parts)))
+        found.sort(key=lambda n: (len(n.misses), -n.held))
+        return found[:limit]

@@ -1,0 +1,39 @@
+"""`create_app`: build the aiohttp application from a `Config`."""
+
+from __future__ import annotations
+
+import random
+
+from aiohttp import web
+
+from foxmock.config import Config
+from foxmock.scenarios.loader import load_scenarios
+from foxmock.server import handlers
+from foxmock.server.auth import auth_middleware
+from foxmock.server.errors import error_middleware
+from foxmock.server.state import STATE, ServerState
+from foxmock.templating import TemplateEngine
+
+
+def create_app(config: Config | None = None) -> web.Application:
+    """Load the scenarios and return a ready application; raises `ScenarioError` on bad files."""
+    config = config or Config()
+    rng = random.Random(config.seed)
+    engine = TemplateEngine(rng)
+    state = ServerState(
+        config=config,
+        scenarios=load_scenarios(config.scenario_paths(), engine),
+        engine=engine,
+        rng=rng,
+        api_keys=frozenset(config.api_keys),
+    )
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware],
+    )
+    app[STATE] = state
+    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
+    app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_get("/v1/models/{model}", handlers.get_model)
+    app.router.add_get("/healthz", handlers.healthz)
+    return app

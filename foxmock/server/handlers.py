@@ -1,0 +1,139 @@
+"""Route handlers: thin wrappers that parse, call the pure core, and write."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from foxmock._exceptions import RequestError
+from foxmock.answer import RenderError, completion_body, render_answer
+from foxmock.openai.request import ChatRequest
+from foxmock.openai.responses import make_id, model_object
+from foxmock.openai.validation import validate_chat_request
+from foxmock.scenarios.model import Fault, ScenarioSet
+from foxmock.server.state import STATE, ServerState
+from foxmock.templating import TemplateError, request_context
+
+log = logging.getLogger("foxmock")
+
+_INVALID_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+    "your HTTP library correctly. The API expects a JSON payload, but what was sent was not "
+    "valid JSON.)"
+)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON body, or a 415/400 `RequestError` saying what is wrong with it."""
+    if request.content_type != "application/json":
+        raise RequestError(
+            f"Unsupported content type {request.content_type!r}; send 'application/json'.",
+            status=415,
+            code="unsupported_media_type",
+        )
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError(_INVALID_JSON, code="invalid_json") from None
+
+
+def no_match_error(scenarios: ScenarioSet, req: ChatRequest) -> RequestError:
+    """The 404 sent when no scenario matches, naming the nearest scenarios and why they missed."""
+    summary = (
+        f"model {req.model!r}, {len(req.messages)} message(s), "
+        f"last user message {req.last_user[:80]!r}"
+    )
+    lines = [f"No foxmock scenario matched this request ({summary})."]
+    near = scenarios.near_misses(req)
+    if near:
+        lines.append("Nearest scenarios:")
+        lines.extend(f"  {i}. {miss}" for i, miss in enumerate(near, 1))
+    else:
+        lines.append("No scenarios are loaded.")
+    return RequestError("\n".join(lines), status=404, code="no_scenario_matched")
+
+
+def fault_error(fault: Fault, ctx: dict[str, Any], where: str) -> RequestError:
+    """The error a fault scenario answers with."""
+    try:
+        message = str(fault.message(ctx))
+    except TemplateError as exc:
+        message = f"(fault message failed to render at {where}: {exc.message})"
+    headers = dict(fault.headers)
+    if fault.retry_after is not None:
+        headers["Retry-After"] = f"{fault.retry_after:g}"
+        headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
+    return RequestError(
+        message,
+        status=fault.status,
+        type=fault.type,
+        code=fault.code,
+        param=fault.param,
+        headers=headers,
+    )
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/chat/completions``."""
+    state = request.app[STATE]
+    body = validate_chat_request(await read_json(request))
+    req = ChatRequest(body, request.headers)
+    scenario = state.scenarios.find(req)
+    if scenario is None:
+        error = no_match_error(state.scenarios, req)
+        log.warning("%s", error.message)
+        raise error
+    ctx = request_context(req)
+    if scenario.fault is not None:
+        raise fault_error(scenario.fault, ctx, scenario.where)
+    assert scenario.respond is not None
+    try:
+        answer = render_answer(scenario, scenario.respond, req, ctx, state.rng)
+    except RenderError as exc:
+        log.error("%s", exc)
+        raise RequestError(str(exc), status=500, type="server_error", code="scenario_render_error") from None
+    payload = completion_body(answer, make_id("cmpl_", state.rng), int(time.time()), body.get("n") or 1)
+    return _json(payload, headers=answer.headers)
+
+
+def _models(state: ServerState) -> list[dict[str, Any]]:
+    return [model_object(m, state.started) for m in state.model_ids()]
+
+
+async def list_models(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/models``."""
+    return _json({"object": "list", "data": _models(request.app[STATE])})
+
+
+async def get_model(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/models/{id}``."""
+    state = request.app[STATE]
+    model_id = request.match_info["model"]
+    for model in _models(state):
+        if model["id"] == model_id:
+            return _json(model)
+    raise RequestError(
+        f"The model '{model_id}' does not exist or you do not have access to it.",
+        status=404,
+        param="model",
+        code="model_not_found",
+    )
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    """``GET /healthz``: liveness and how many scenarios are loaded."""
+    return _json({"status": "ok", "scenarios": len(request.app[STATE].scenarios)})

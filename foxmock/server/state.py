@@ -1,0 +1,40 @@
+"""Per-application state, stored under a typed `web.AppKey`."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from foxmock.config import Config
+from foxmock.matching import Text
+from foxmock.scenarios.model import ScenarioSet
+from foxmock.templating import TemplateEngine
+
+
+@dataclass
+class ServerState:
+    """What handlers share: configuration, the live scenario set, the template engine, the RNG."""
+
+    config: Config
+    scenarios: ScenarioSet
+    engine: TemplateEngine
+    rng: random.Random
+    started: int = field(default_factory=lambda: int(time.time()))
+    api_keys: frozenset[str] = frozenset()
+
+    def model_ids(self) -> list[str]:
+        """Models for ``/v1/models``: those the files list, then exact model matches."""
+        ids = list(self.scenarios.models)
+        for scenario in self.scenarios.scenarios:
+            for predicate in scenario.match.parts:
+                if isinstance(predicate, Text) and predicate.key == "model":
+                    exact = predicate.matcher.exact
+                    if exact is not None:
+                        ids.append(exact)
+        return list(dict.fromkeys(ids))
+
+
+STATE = web.AppKey("foxmock_state", ServerState)

@@ -1,0 +1,148 @@
+"""Sandboxed Jinja2 templates over the request, compiled once at load time."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import random
+import re
+import uuid as _uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from foxmock.openai.request import ChatRequest
+
+MAX_OUTPUT_CHARS = 1_000_000
+_MARKERS = ("{{", "{%", "{#")
+_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
+
+
+class TemplateError(Exception):
+    """A template that cannot be compiled or rendered; ``line`` is within the template."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+def _regex_search(value: Any, pattern: str, group: int | str = 1) -> str | None:
+    match = re.search(pattern, str(value))
+    if match is None:
+        return None
+    return match.group(group if match.re.groups else 0)
+
+
+def _regex_replace(value: Any, pattern: str, replacement: str) -> str:
+    return re.sub(pattern, replacement, str(value))
+
+
+def _to_json(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=False)
+
+
+def _from_json(value: Any) -> Any:
+    return json.loads(str(value))
+
+
+class TemplateEngine:
+    """One sandboxed environment per server; helpers draw from the server's seeded RNG."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        env = SandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+        )
+        env.filters.update(
+            regex_search=_regex_search,
+            regex_replace=_regex_replace,
+            json=_to_json,
+            from_json=_from_json,
+            random=lambda seq: self.rng.choice(list(seq)),
+        )
+        env.globals.update(
+            uuid=lambda: str(_uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            now=self._now,
+            random_int=lambda low, high: self.rng.randint(int(low), int(high)),
+            random_choice=lambda seq: self.rng.choice(list(seq)),
+            json=_to_json,
+        )
+        self.env = env
+
+    @staticmethod
+    def _now(fmt: str | None = None) -> str:
+        now = _dt.datetime.now(_dt.timezone.utc)
+        return now.strftime(fmt) if fmt else now.isoformat(timespec="seconds")
+
+    def compile(self, source: str, *, native: bool = False) -> Callable[[Mapping[str, Any]], Any]:
+        """Compile ``source`` to a render function; plain text compiles to a constant.
+
+        With ``native``, a source that is one ``{{ expression }}`` renders to the expression's
+        value (a number stays a number) instead of its text.
+        """
+        if not any(marker in source for marker in _MARKERS):
+            return lambda _ctx: source
+        whole = _WHOLE_EXPRESSION.match(source) if native else None
+        try:
+            self._refuse_private_access(self.env.parse(source))
+            if whole is not None:
+                expression = self.env.compile_expression(whole.group("expr"), undefined_to_none=False)
+                return lambda ctx: self._guard(lambda: expression(**ctx))
+            template = self.env.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
+        return lambda ctx: self._guard(lambda: template.render(ctx))
+
+    @staticmethod
+    def _refuse_private_access(tree: nodes.Template) -> None:
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+            if isinstance(node, nodes.Getattr):
+                name = node.attr
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+                name = str(node.arg.value)
+            elif isinstance(node, nodes.Name):
+                name = node.name
+            else:
+                continue
+            if name.startswith("_"):
+                raise TemplateError(
+                    f"template refers to private name {name!r}; templates may not reach "
+                    "Python internals",
+                    node.lineno,
+                )
+
+    @staticmethod
+    def _guard(render: Callable[[], Any]) -> Any:
+        try:
+            value = render()
+        except SecurityError as exc:
+            raise TemplateError(f"template refused by the sandbox: {exc}") from None
+        except Exception as exc:  # a template may raise anything a helper raises
+            raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+        if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS:
+            raise TemplateError(f"template output exceeds {MAX_OUTPUT_CHARS} characters")
+        return value
+
+
+def request_context(req: ChatRequest) -> dict[str, Any]:
+    """The variables a response template sees."""
+    return {
+        "request": req.body,
+        "model": req.model,
+        "messages": req.messages,
+        "last_user": req.last_user,
+        "last_message": req.last_message,
+        "system": req.system,
+        "tools": req.tools_offered,
+        "tool_choice": req.tool_choice,
+        "tool_results": [{"name": n, "result": v} for n, v in req.tool_results],
+        "tool_result": req.tool_result,
+        "headers": req.headers,
+        "turn": req.turn,
+        "stream": req.stream,
+        "response_format": req.response_format,
+    }

@@ -1,0 +1,72 @@
+"""Shared fixtures: live foxmock servers on 127.0.0.1 and the OpenAPI validator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from foxmock import Config, create_app
+from tests.support import ThreadServer, validate_schema, write_scenarios
+
+
+class LiveServer:
+    """A running foxmock app: its URLs and the app object."""
+
+    def __init__(self, app: web.Application, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.base_url = f"{self.url}/v1"
+
+
+StartServer = Callable[..., Awaitable[LiveServer]]
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+    """Factory: ``await start_server(yaml_text=None, **config)`` runs foxmock on a free port."""
+    runners: list[web.AppRunner] = []
+
+    async def start(yaml_text: str | None = None, **config: Any) -> LiveServer:
+        if yaml_text is not None:
+            path = write_scenarios(tmp_path, yaml_text, f"scenarios{len(runners)}.yaml")
+            config.setdefault("scenarios", [path])
+        app = create_app(Config(**config))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return LiveServer(app, runner.addresses[0][1])
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def thread_server(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
+    """Factory for a server in a background thread (for sync clients)."""
+    servers: list[ThreadServer] = []
+
+    def start(yaml_text: str | None = None, **config: Any) -> ThreadServer:
+        if yaml_text is not None:
+            path = write_scenarios(tmp_path, yaml_text, f"thread{len(servers)}.yaml")
+            config.setdefault("scenarios", [path])
+        server = ThreadServer(Config(**config)).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def openapi() -> Callable[[str, Any], None]:
+    """``openapi(schema_name, instance)`` asserts the instance is valid per OpenAI's spec."""
+    return validate_schema
