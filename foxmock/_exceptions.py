@@ -1,8 +1,8 @@
 """Exceptions raised by foxmock.
 
-    FoxmockError
-    ├── ScenarioError   a scenario file or set is invalid; carries every Problem found
-    └── RequestError    a client request is invalid; carries the OpenAI error fields
+FoxmockError
+├── ScenarioError   a scenario file or set is invalid; carries every Problem found
+└── RequestError    a client request is invalid; carries the OpenAI error fields
 """
 
 from __future__ import annotations

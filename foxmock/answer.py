@@ -1,4 +1,4 @@
-"""Render a matched scenario into a wire-independent answer, then into a ``chat.completion``."""
+"""Render a matched scenario into a wire-independent `Answer`, then into a ``chat.completion``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import assistant_message, chat_completion, make_id, tool_call_object
-from foxmock.scenarios.model import Respond, Scenario
+from foxmock.scenarios.model import Respond, Scenario, ToolCallSpec
+from foxmock.synthesis import SynthesisError, schema_errors, synthesize_valid
 from foxmock.templating import TemplateError
-from foxmock.tokens import count_prompt_tokens, count_tokens
+from foxmock.tokens import count_prompt_tokens, count_tokens, split_tokens
 
 
 class RenderError(Exception):
@@ -29,38 +30,109 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     headers: dict[str, str] = field(default_factory=dict)
+    chunks: list[str] | None = None
 
 
-def _render_str(render: Any, ctx: dict[str, Any]) -> str:
+def _text(render: Any, ctx: dict[str, Any]) -> str:
     value = render(ctx)
     return value if isinstance(value, str) else str(value)
 
 
-def _tool_calls(respond: Respond, ctx: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
+def _tool_schema(req: ChatRequest, name: str) -> tuple[dict[str, Any] | None, bool]:
+    for tool in req.body.get("tools") or []:
+        function = tool.get("function") or {}
+        if function.get("name") == name:
+            return function.get("parameters"), bool(function.get("strict"))
+    return None, False
+
+
+def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: dict[str, Any]) -> str:
+    schema, strict = _tool_schema(req, name)
+    if spec.arguments is None:
+        value = synthesize_valid(schema) if schema else {}
+        return json.dumps(value, ensure_ascii=False)
+    arguments = spec.arguments(ctx)
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    try:
+        parsed = json.loads(arguments)
+    except ValueError as exc:
+        raise TemplateError(
+            f"tool call arguments are not valid JSON ({exc}): {arguments[:200]!r}"
+        ) from None
+    if strict and schema:
+        errors = schema_errors(parsed, schema)
+        if errors:
+            raise TemplateError(
+                f"arguments of {name!r} break its strict schema: {'; '.join(errors[:3])}"
+            )
+    return arguments
+
+
+def _tool_calls(
+    respond: Respond, req: ChatRequest, ctx: dict[str, Any], rng: random.Random
+) -> list[dict[str, Any]]:
     calls = []
     for spec in respond.tool_calls:
-        arguments = spec.arguments(ctx)
-        if not isinstance(arguments, str):
-            arguments = json.dumps(arguments, ensure_ascii=False)
-        try:
-            json.loads(arguments)
-        except ValueError as exc:
-            raise TemplateError(f"tool call arguments are not valid JSON ({exc}): {arguments[:200]!r}") from None
-        call_id = _render_str(spec.id, ctx) if spec.id else make_id("call_", rng)
-        calls.append(tool_call_object(call_id, _render_str(spec.name, ctx), arguments))
+        name = _text(spec.name, ctx)
+        arguments = _arguments(spec, name, req, ctx)
+        call_id = _text(spec.id, ctx) if spec.id else make_id("call_", rng)
+        calls.append(tool_call_object(call_id, name, arguments))
     return calls
 
 
-def _check_json_content(req: ChatRequest, content: str | None) -> None:
-    if req.response_format == "text" or content is None:
+def _json_schema(req: ChatRequest) -> tuple[dict[str, Any] | None, bool]:
+    spec = (req.body.get("response_format") or {}).get("json_schema") or {}
+    return spec.get("schema"), bool(spec.get("strict"))
+
+
+def _default_content(req: ChatRequest) -> str:
+    """Content for a scenario that gives none: synthesised JSON when the request wants JSON."""
+    if req.response_format == "json_schema":
+        schema, _ = _json_schema(req)
+        return json.dumps(synthesize_valid(schema) if schema else {}, ensure_ascii=False)
+    if req.response_format == "json_object":
+        return "{}"
+    return ""
+
+
+def _check_json_content(req: ChatRequest, content: str) -> None:
+    if req.response_format == "text":
         return
     try:
-        json.loads(content)
+        value = json.loads(content)
     except ValueError as exc:
         raise TemplateError(
             f"content is not valid JSON, but the request asked for response_format "
             f"{req.response_format!r} ({exc}): {content[:200]!r}"
         ) from None
+    schema, strict = _json_schema(req)
+    if strict and schema:
+        errors = schema_errors(value, schema)
+        if errors:
+            raise TemplateError(
+                f"content breaks the request's strict json_schema: {'; '.join(errors[:3])}"
+            )
+
+
+def _max_tokens(req: ChatRequest) -> int | None:
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = req.body.get(key)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def truncate(content: str, limit: int) -> str:
+    """The first ``limit`` tokens of ``content``."""
+    kept, seen = [], 0
+    for piece in split_tokens(content):
+        if piece.strip():
+            if seen == limit:
+                break
+            seen += 1
+        kept.append(piece)
+    return "".join(kept).rstrip() if seen == limit else "".join(kept)
 
 
 def render_answer(
@@ -68,20 +140,29 @@ def render_answer(
 ) -> Answer:
     """Render every template of ``respond``; raise `RenderError` naming the scenario on failure."""
     try:
-        content = None if respond.content is None else _render_str(respond.content, ctx)
-        calls = _tool_calls(respond, ctx, rng)
-        _check_json_content(req, content)
-        model = _render_str(respond.model, ctx) if respond.model else req.model
-        headers = {k: _render_str(v, ctx) for k, v in respond.headers.items()}
-    except TemplateError as exc:
+        chunks = [_text(c, ctx) for c in scenario.chunks] if scenario.chunks else None
+        content = _text(respond.content, ctx) if respond.content is not None else None
+        if content is None and chunks is not None:
+            content = "".join(chunks)
+        calls = _tool_calls(respond, req, ctx, rng)
+        if content is None and not calls:
+            content = _default_content(req)
+        if content is not None and not calls:
+            _check_json_content(req, content)
+        model = _text(respond.model, ctx) if respond.model else req.model
+        headers = {k: _text(v, ctx) for k, v in respond.headers.items()}
+    except (TemplateError, SynthesisError) as exc:
+        message = exc.message if isinstance(exc, TemplateError) else str(exc)
         raise RenderError(
-            f"scenario {scenario.name!r} ({scenario.where}) failed to render: {exc.message}"
+            f"scenario {scenario.name!r} ({scenario.where}) failed to render: {message}"
         ) from None
-    if content is None and not calls:
-        content = ""
     finish = respond.finish_reason or ("tool_calls" if calls else "stop")
+    limit = _max_tokens(req)
+    if limit is not None and content and count_tokens(content) > limit:
+        content, chunks, finish = truncate(content, limit), None, "length"
     completion = count_tokens(content or "") + sum(
-        count_tokens(c["function"]["name"]) + count_tokens(c["function"]["arguments"]) for c in calls
+        count_tokens(c["function"]["name"]) + count_tokens(c["function"]["arguments"])
+        for c in calls
     )
     prompt = count_prompt_tokens(req.message_texts, req.body.get("tools"))
     return Answer(
@@ -92,6 +173,7 @@ def render_answer(
         prompt_tokens=respond.usage.get("prompt_tokens", prompt),
         completion_tokens=respond.usage.get("completion_tokens", completion),
         headers=headers,
+        chunks=chunks,
     )
 
 

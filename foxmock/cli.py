@@ -37,24 +37,51 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve /v1/chat/completions and /v1/models from scenario files.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    serve.add_argument("--host", default=os.environ.get("FOXMOCK_HOST", DEFAULT_HOST),
-                       help="address to listen on (env FOXMOCK_HOST)")
-    serve.add_argument("--port", type=int, default=_env_int("FOXMOCK_PORT", DEFAULT_PORT),
-                       help="port to listen on; 0 picks a free one (env FOXMOCK_PORT)")
-    serve.add_argument("--scenarios", "-s", action="append", metavar="PATH",
-                       help="scenario file or directory, repeatable; default: the bundled "
-                            "scenarios (env FOXMOCK_SCENARIOS, separated by the path separator)")
-    serve.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
-                       help="accept only requests bearing this key, repeatable "
-                            "(env FOXMOCK_API_KEYS, comma separated); default: no check")
-    serve.add_argument("--max-body-bytes", type=int,
-                       default=_env_int("FOXMOCK_MAX_BODY_BYTES", DEFAULT_MAX_BODY),
-                       help="larger request bodies get 413 (env FOXMOCK_MAX_BODY_BYTES)")
-    serve.add_argument("--seed", type=int, default=None,
-                       help="seed ids and template randomness for reproducible runs")
-    serve.add_argument("--log-level", choices=LOG_LEVELS,
-                       default=os.environ.get("FOXMOCK_LOG_LEVEL", "info"),
-                       help="log verbosity (env FOXMOCK_LOG_LEVEL)")
+    serve.add_argument(
+        "--host",
+        default=os.environ.get("FOXMOCK_HOST", DEFAULT_HOST),
+        help="address to listen on (env FOXMOCK_HOST)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=_env_int("FOXMOCK_PORT", DEFAULT_PORT),
+        help="port to listen on; 0 picks a free one (env FOXMOCK_PORT)",
+    )
+    serve.add_argument(
+        "--scenarios",
+        "-s",
+        action="append",
+        metavar="PATH",
+        help="scenario file or directory, repeatable; default: the bundled "
+        "scenarios (env FOXMOCK_SCENARIOS, separated by the path separator)",
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="accept only requests bearing this key, repeatable "
+        "(env FOXMOCK_API_KEYS, comma separated); default: no check",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=_env_int("FOXMOCK_MAX_BODY_BYTES", DEFAULT_MAX_BODY),
+        help="larger request bodies get 413 (env FOXMOCK_MAX_BODY_BYTES)",
+    )
+    serve.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed ids and template randomness for reproducible runs",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=os.environ.get("FOXMOCK_LOG_LEVEL", "info"),
+        help="log verbosity (env FOXMOCK_LOG_LEVEL)",
+    )
 
     validate = commands.add_parser(
         "validate", help="check scenario files and report every problem with file and line"
@@ -112,7 +139,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _print_problems(exc: ScenarioError) -> None:
     count = len(exc.problems)
-    print(f"foxmock: {count} problem{'s' if count != 1 else ''} in scenario files:", file=sys.stderr)
+    print(
+        f"foxmock: {count} problem{'s' if count != 1 else ''} in scenario files:", file=sys.stderr
+    )
     for problem in exc.problems:
         print(f"  {problem}", file=sys.stderr)
 

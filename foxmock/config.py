@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -22,6 +23,8 @@ class Config:
     api_keys: Sequence[str] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY
     seed: int | None = None
+    time_scale: float = 1.0
+    latency: Mapping[str, Any] | None = None
     log_level: str = "info"
 
     def scenario_paths(self) -> list[Path]:

@@ -39,7 +39,9 @@ class TextMatcher:
             self.checks.append((op, arg, self._compile(op, arg, fold, (*path, op))))
 
     @staticmethod
-    def _compile(op: str, arg: Any, fold: bool, path: tuple[str | int, ...]) -> Callable[[str], bool]:
+    def _compile(
+        op: str, arg: Any, fold: bool, path: tuple[str | int, ...]
+    ) -> Callable[[str], bool]:
         flags = re.IGNORECASE if fold else 0
         if op == "regex":
             try:
@@ -57,7 +59,9 @@ class TextMatcher:
                 return lambda text: text.casefold() in folded
             exact = set(options)
             return lambda text: text in exact
-        method = {"contains": "__contains__", "startswith": "startswith", "endswith": "endswith"}[op]
+        method = {"contains": "__contains__", "startswith": "startswith", "endswith": "endswith"}[
+            op
+        ]
         if fold:
             needle = arg.casefold()
             return lambda text: bool(getattr(text.casefold(), method)(needle))
@@ -148,7 +152,9 @@ class Simple(Predicate):
 
     def explain(self, req: ChatRequest) -> list[Miss]:
         value = self.get(req)
-        return [] if self.ok(value) else [Miss(self.key, f"expected {self.want}, got {_short(value)}")]
+        return (
+            [] if self.ok(value) else [Miss(self.key, f"expected {self.want}, got {_short(value)}")]
+        )
 
 
 class Header(Predicate):
@@ -213,6 +219,18 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 _TEXT_OPS = ("contains", "startswith", "endswith", "regex", "glob")
 
 
+def _equals(want: Any) -> Callable[[Any], bool]:
+    return lambda value: bool(value == want)
+
+
+def _exists(want: bool) -> Callable[[Any], bool]:
+    return lambda value: (value is not _MISSING) == want
+
+
+def _compare(op: Callable[[Any, Any], bool], arg: Any) -> Callable[[Any], bool]:
+    return lambda value: op(value, arg)
+
+
 class BodyPath(Predicate):
     def __init__(self, path: str, spec: Any, where: tuple[str | int, ...]) -> None:
         self.key = f"body.{path}"
@@ -225,18 +243,14 @@ class BodyPath(Predicate):
         text_ops = {k: ops[k] for k in _TEXT_OPS if k in ops}
         if text_ops:
             text = TextMatcher({**text_ops, "ignore_case": fold}, where)
-            self.checks.append(
-                (text.checks[0][0], lambda v: isinstance(v, str) and text.test(v))
-            )
+            self.checks.append((text.checks[0][0], lambda v: isinstance(v, str) and text.test(v)))
         for op, arg in ops.items():
             if op == "equals":
-                self.checks.append(("equals " + _short(arg), lambda v, a=arg: v == a))
+                self.checks.append(("equals " + _short(arg), _equals(arg)))
             elif op == "exists":
-                self.checks.append(
-                    ("exists" if arg else "absent", lambda v, a=arg: (v is not _MISSING) == a)
-                )
+                self.checks.append(("exists" if arg else "absent", _exists(bool(arg))))
             elif op in _COMPARE:
-                self.checks.append((f"{op} {arg}", lambda v, a=arg, f=_COMPARE[op]: f(v, a)))
+                self.checks.append((f"{op} {arg}", _compare(_COMPARE[op], arg)))
 
     def test(self, req: ChatRequest) -> bool:
         value = lookup(req.body, self.parts)
@@ -290,12 +304,16 @@ class Not(Predicate):
 def _tools_offered(spec: Any) -> Predicate:
     if isinstance(spec, bool):
         return Simple(
-            "tools_offered", lambda r: r.tools_offered, lambda v: bool(v) == spec,
+            "tools_offered",
+            lambda r: r.tools_offered,
+            lambda v: bool(v) == spec,
             "some tools" if spec else "no tools",
         )
     wanted = list(spec)
     return Simple(
-        "tools_offered", lambda r: r.tools_offered, lambda v: all(n in v for n in wanted),
+        "tools_offered",
+        lambda r: r.tools_offered,
+        lambda v: all(n in v for n in wanted),
         f"tools {wanted} offered",
     )
 
@@ -303,8 +321,12 @@ def _tools_offered(spec: Any) -> Predicate:
 def _tool_choice(spec: Any) -> Predicate:
     if isinstance(spec, dict):
         name = spec["function"]
-        return Simple("tool_choice", lambda r: r.tool_choice, lambda v: v == name,
-                      f"a forced call of {name!r}")
+        return Simple(
+            "tool_choice",
+            lambda r: r.tool_choice,
+            lambda v: v == name,
+            f"a forced call of {name!r}",
+        )
     want = None if spec == "absent" else spec
     return Simple("tool_choice", lambda r: r.tool_choice, lambda v: v == want, repr(spec))
 
@@ -314,8 +336,12 @@ def _has_tool_result(spec: Any) -> Predicate:
         return [name for name, _ in r.tool_results]
 
     if isinstance(spec, bool):
-        return Simple("has_tool_result", names, lambda v: bool(v) == spec,
-                      "a tool result" if spec else "no tool result")
+        return Simple(
+            "has_tool_result",
+            names,
+            lambda v: bool(v) == spec,
+            "a tool result" if spec else "no tool result",
+        )
     return Simple("has_tool_result", names, lambda v: spec in v, f"a result of tool {spec!r}")
 
 
@@ -324,7 +350,9 @@ def _turn(spec: Any) -> Predicate:
         return Simple("turn", lambda r: r.turn, lambda v: v == spec, f"turn {spec}")
     low, high = spec.get("min", 0), spec.get("max")
     return Simple(
-        "turn", lambda r: r.turn, lambda v: v >= low and (high is None or v <= high),
+        "turn",
+        lambda r: r.turn,
+        lambda v: v >= low and (high is None or v <= high),
         f"turn in [{low}, {'...' if high is None else high}]",
     )
 
@@ -354,8 +382,9 @@ def _one(key: str, spec: Any, path: tuple[str | int, ...]) -> Predicate:
     if key == "stream":
         return Simple("stream", lambda r: r.stream, lambda v: v == spec, repr(spec))
     if key == "response_format":
-        return Simple("response_format", lambda r: r.response_format, lambda v: v == spec,
-                      repr(spec))
+        return Simple(
+            "response_format", lambda r: r.response_format, lambda v: v == spec, repr(spec)
+        )
     if key == "headers":
         return All(key, [Header(n, TextMatcher(m, (*where, n))) for n, m in spec.items()])
     if key == "body":

@@ -90,7 +90,9 @@ class TemplateEngine:
         try:
             self._refuse_private_access(self.env.parse(source))
             if whole is not None:
-                expression = self.env.compile_expression(whole.group("expr"), undefined_to_none=False)
+                expression = self.env.compile_expression(
+                    whole.group("expr"), undefined_to_none=False
+                )
                 return lambda ctx: self._guard(lambda: expression(**ctx))
             template = self.env.from_string(source)
         except TemplateSyntaxError as exc:

@@ -59,7 +59,9 @@ class ChatRequest:
 
     @cached_property
     def last_user(self) -> str:
-        for message, text in zip(reversed(self.messages), reversed(self.message_texts)):
+        for message, text in zip(
+            reversed(self.messages), reversed(self.message_texts), strict=False
+        ):
             if message.get("role") == "user":
                 return text
         return ""
@@ -69,7 +71,7 @@ class ChatRequest:
         """System and developer messages, joined by blank lines."""
         return "\n\n".join(
             text
-            for message, text in zip(self.messages, self.message_texts)
+            for message, text in zip(self.messages, self.message_texts, strict=False)
             if message.get("role") in ("system", "developer")
         )
 
@@ -110,7 +112,7 @@ class ChatRequest:
         """(tool name, parsed result) for every tool message, oldest first."""
         names: dict[str, str] = {}
         results: list[tuple[str, Any]] = []
-        for message, text in zip(self.messages, self.message_texts):
+        for message, text in zip(self.messages, self.message_texts, strict=False):
             role = message.get("role")
             if role == "assistant":
                 for call in message.get("tool_calls") or []:

@@ -11,11 +11,43 @@ from foxmock._exceptions import RequestError
 # Every property of CreateChatCompletionRequest in OpenAI's official OpenAPI description; a test
 # checks this list still covers the spec.
 KNOWN_FIELDS = frozenset(
-    """audio frequency_penalty function_call functions logit_bias logprobs max_completion_tokens
-    max_tokens messages metadata modalities model n parallel_tool_calls prediction presence_penalty
-    prompt_cache_key prompt_cache_retention reasoning_effort response_format safety_identifier seed
-    service_tier stop store stream stream_options temperature tool_choice tools top_logprobs top_p
-    user verbosity web_search_options""".split()
+    [
+        "audio",
+        "frequency_penalty",
+        "function_call",
+        "functions",
+        "logit_bias",
+        "logprobs",
+        "max_completion_tokens",
+        "max_tokens",
+        "messages",
+        "metadata",
+        "modalities",
+        "model",
+        "n",
+        "parallel_tool_calls",
+        "prediction",
+        "presence_penalty",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "reasoning_effort",
+        "response_format",
+        "safety_identifier",
+        "seed",
+        "service_tier",
+        "stop",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "user",
+        "verbosity",
+        "web_search_options",
+    ]
 )
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
@@ -25,8 +57,14 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    for py, word in ((bool, "a boolean"), (int, "an integer"), (float, "a decimal"),
-                     (str, "a string"), (list, "an array"), (dict, "an object")):
+    for py, word in (
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a decimal"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "an object"),
+    ):
         if isinstance(value, py):
             return word
     return "an unknown type"
@@ -218,7 +256,9 @@ def _model(body: Mapping[str, Any]) -> None:
     if not isinstance(model, str):
         raise _bad_type("model", "a string", model)
     if not model:
-        raise _invalid("model", "string too short. Expected a non-empty string.", "string_too_short")
+        raise _invalid(
+            "model", "string too short. Expected a non-empty string.", "string_too_short"
+        )
 
 
 def _tools(body: Mapping[str, Any]) -> None:
@@ -252,8 +292,11 @@ def _tools(body: Mapping[str, Any]) -> None:
                 f"'{NAME_RE.pattern}'; got {name!r}.",
                 "invalid_value",
             )
-        for key, py, word in (("description", str, "a string"), ("parameters", dict, "an object"),
-                              ("strict", bool, "a boolean")):
+        for key, py, word in (
+            ("description", str, "a string"),
+            ("parameters", dict, "an object"),
+            ("strict", bool, "a boolean"),
+        ):
             value = function.get(key)
             if value is not None and not isinstance(value, py):
                 raise _bad_type(f"{param}.function.{key}", word, value)
@@ -263,18 +306,14 @@ def _tool_choice(body: Mapping[str, Any]) -> None:
     choice = body.get("tool_choice")
     if choice is None:
         return
-    names = [
-        t["function"]["name"] for t in body.get("tools") or [] if isinstance(t, dict)
-    ]
+    names = [t["function"]["name"] for t in body.get("tools") or [] if isinstance(t, dict)]
     if isinstance(choice, str):
         if choice not in ("none", "auto", "required"):
             raise _invalid(
                 "tool_choice", f"value must be one of 'none', 'auto', 'required'; got {choice!r}."
             )
         if choice == "required" and not names:
-            raise _invalid(
-                "tool_choice", "'required' is only allowed when 'tools' are specified."
-            )
+            raise _invalid("tool_choice", "'required' is only allowed when 'tools' are specified.")
         return
     if not isinstance(choice, dict):
         raise _bad_type("tool_choice", "a string or an object", choice)
@@ -346,7 +385,8 @@ def _stop(body: Mapping[str, Any]) -> None:
         raise _bad_type("stop", "a string or an array of strings", stop)
     if len(stop) > 4:
         raise _invalid(
-            "stop", f"array too long. Expected an array with maximum length 4, but got {len(stop)}.",
+            "stop",
+            f"array too long. Expected an array with maximum length 4, but got {len(stop)}.",
             "array_above_max_length",
         )
 
@@ -387,12 +427,19 @@ def _scalars(body: Mapping[str, Any]) -> None:
 
 
 CHECKS: tuple[Callable[[Mapping[str, Any]], None], ...] = (
-    _model, _messages, _scalars, _stream, _stop, _tools, _tool_choice, _response_format,
+    _model,
+    _messages,
+    _scalars,
+    _stream,
+    _stop,
+    _tools,
+    _tool_choice,
+    _response_format,
 )
 
 
 def validate_chat_request(body: Any) -> dict[str, Any]:
-    """Check a parsed JSON body against OpenAI's rules; raise `RequestError` on the first problem."""
+    """Check a parsed body against OpenAI's rules; raise `RequestError` on the first problem."""
     if not isinstance(body, dict):
         raise RequestError(
             f"Invalid request body: expected a JSON object, but got {_kind(body)} instead.",
@@ -401,7 +448,9 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
     for key in body:
         if key not in KNOWN_FIELDS:
             raise RequestError(
-                f"Unrecognized request argument supplied: {key}", param=key, code="unknown_parameter"
+                f"Unrecognized request argument supplied: {key}",
+                param=key,
+                code="unknown_parameter",
             )
     for check in CHECKS:
         check(body)

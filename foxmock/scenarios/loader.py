@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 import random
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from foxmock._exceptions import Problem, ScenarioError
+from foxmock.latency import Latency, parse_duration
 from foxmock.matching import CompileError, compile_match
 from foxmock.scenarios.model import Fault, Render, Respond, Scenario, ScenarioSet, ToolCallSpec
 from foxmock.scenarios.yamlnodes import (
@@ -22,10 +22,10 @@ from foxmock.scenarios.yamlnodes import (
     line_of,
     load_yaml,
 )
+from foxmock.streaming import Chunking
 from foxmock.templating import TemplateEngine, TemplateError
 
 YAML_SUFFIXES = (".yaml", ".yml")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
 _DEFAULT_ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -44,17 +44,6 @@ def scenario_schema() -> dict[str, Any]:
     text = resources.files("foxmock").joinpath("scenario.schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
-
-
-def parse_duration(value: float | int | str) -> float:
-    """Seconds from ``1.5``, ``"250ms"``, ``"2s"`` or ``"1m"``."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _DURATION.match(value)
-    if match is None:
-        raise ValueError(f"not a duration: {value!r}")
-    number, unit = float(match.group(1)), match.group(2) or "s"
-    return number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
 
 
 def iter_scenario_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
@@ -104,9 +93,9 @@ class _FileCompiler:
             return lambda ctx: [render(ctx) for render in items]
         return lambda _ctx: value
 
-    def arguments(self, value: Any, path: tuple[str | int, ...]) -> Render:
+    def arguments(self, value: Any, path: tuple[str | int, ...]) -> Render | None:
         if value is None:
-            return lambda _ctx: "{}"
+            return None
         if isinstance(value, str):
             render = self.template(value, path)
             if not any(m in value for m in ("{{", "{%")):
@@ -123,8 +112,12 @@ class _FileCompiler:
         calls = [
             ToolCallSpec(
                 name=self.template(call["name"], (*path, "tool_calls", i, "name")),
-                arguments=self.arguments(call.get("arguments"), (*path, "tool_calls", i, "arguments")),
-                id=self.template(call["id"], (*path, "tool_calls", i, "id")) if "id" in call else None,
+                arguments=self.arguments(
+                    call.get("arguments"), (*path, "tool_calls", i, "arguments")
+                ),
+                id=self.template(call["id"], (*path, "tool_calls", i, "id"))
+                if "id" in call
+                else None,
             )
             for i, call in enumerate(spec.get("tool_calls") or [])
         ]
@@ -135,16 +128,23 @@ class _FileCompiler:
             model=self.template(spec["model"], (*path, "model")) if "model" in spec else None,
             usage=dict(spec.get("usage") or {}),
             headers={
-                k: self.template(v, (*path, "headers", k)) for k, v in (spec.get("headers") or {}).items()
+                k: self.template(v, (*path, "headers", k))
+                for k, v in (spec.get("headers") or {}).items()
             },
         )
 
     def fault(self, spec: Mapping[str, Any], path: tuple[str | int, ...]) -> Fault:
-        status = int(spec["status"])
-        default_type = _DEFAULT_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        kind = spec.get("kind", "http")
+        if kind == "http" and "status" not in spec:
+            self.problem(path, "an http fault needs a status (400-599)")
+        status = int(spec.get("status", 500))
+        default_type = _DEFAULT_ERROR_TYPES.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        )
         message = spec.get("message", f"foxmock fault: HTTP {status}")
         retry = spec.get("retry_after")
         return Fault(
+            kind=kind,
             status=status,
             message=self.template(message, (*path, "message")),
             type=spec.get("type", default_type),
@@ -152,20 +152,51 @@ class _FileCompiler:
             param=spec.get("param"),
             retry_after=None if retry is None else parse_duration(retry),
             headers=dict(spec.get("headers") or {}),
+            after_chunks=int(spec.get("after_chunks", 0)),
+            duration=parse_duration(spec.get("duration", 0)),
+            probability=float(spec.get("probability", 1.0)),
         )
 
-    def scenario(self, spec: Mapping[str, Any], index: int) -> Scenario:
+    def scenario(
+        self, spec: Mapping[str, Any], index: int, defaults: Mapping[str, Any]
+    ) -> Scenario:
         path: tuple[str | int, ...] = ("scenarios", index)
         try:
             match = compile_match(spec.get("match"), (*path, "match"))
         except CompileError as exc:
             self.problem((*path, *exc.path), exc.message)
             match = compile_match(None)
+        stream = {**(defaults.get("stream") or {}), **(spec.get("stream") or {})}
+        chunks = [
+            self.template(c, (*path, "stream", "chunks", i))
+            for i, c in enumerate(stream.get("chunks") or [])
+        ]
+        respond = self.respond(spec["respond"], (*path, "respond")) if "respond" in spec else None
+        fault = self.fault(spec["fault"], (*path, "fault")) if "fault" in spec else None
+        if chunks and respond is not None and respond.content is not None:
+            self.problem(
+                (*path, "stream", "chunks"),
+                "give either respond.content or stream.chunks, not both",
+            )
+        if fault is not None and respond is None:
+            if fault.kind != "http":
+                self.problem((*path, "fault"), f"a {fault.kind!r} fault needs a respond block")
+            elif fault.probability < 1:
+                self.problem(
+                    (*path, "fault"),
+                    "a fault with a probability needs a respond block for when it does not fire",
+                )
+        latency = Latency.parse(spec.get("latency")).merged_over(
+            Latency.parse(defaults.get("latency"))
+        )
         return Scenario(
             name=spec["name"],
             match=match,
-            respond=self.respond(spec["respond"], (*path, "respond")) if "respond" in spec else None,
-            fault=self.fault(spec["fault"], (*path, "fault")) if "fault" in spec else None,
+            respond=respond,
+            fault=fault,
+            chunking=Chunking(stream.get("by", "tokens"), int(stream.get("size", 1))),
+            chunks=chunks or None,
+            latency=latency,
             priority=int(spec.get("priority", 0)),
             description=str(spec.get("description", "")),
             file=self.source,
@@ -188,10 +219,14 @@ def _schema_problems(data: Any, source: str, lines: Lines) -> list[Problem]:
             for key in error.instance:
                 if key not in allowed:
                     hint = difflib.get_close_matches(str(key), allowed, n=1)
-                    message = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    message = f"unknown key {key!r}" + (
+                        f" (did you mean {hint[0]!r}?)" if hint else ""
+                    )
                     message += f"; allowed here: {', '.join(allowed)}"
                     key_path = (*path, str(key))
-                    problems.append(Problem(source, line_of(lines, key_path), format_path(key_path), message))
+                    problems.append(
+                        Problem(source, line_of(lines, key_path), format_path(key_path), message)
+                    )
             continue
         problems.append(Problem(source, line_of(lines, path), format_path(path), error.message))
     return problems
@@ -205,7 +240,8 @@ def compile_document(
     if problems:
         return [], [], problems
     compiler = _FileCompiler(source, lines, engine)
-    scenarios = [compiler.scenario(spec, i) for i, spec in enumerate(data["scenarios"])]
+    defaults = data.get("defaults") or {}
+    scenarios = [compiler.scenario(spec, i, defaults) for i, spec in enumerate(data["scenarios"])]
     return scenarios, list(data.get("models") or []), compiler.problems
 
 
@@ -224,7 +260,12 @@ def _duplicates(scenarios: Sequence[Scenario]) -> list[Problem]:
     for s in scenarios:
         if s.name in seen:
             problems.append(
-                Problem(s.file, s.line, "name", f"duplicate scenario name {s.name!r} (first at {seen[s.name].where})")
+                Problem(
+                    s.file,
+                    s.line,
+                    "name",
+                    f"duplicate scenario name {s.name!r} (first at {seen[s.name].where})",
+                )
             )
         seen.setdefault(s.name, s)
     return problems

@@ -6,18 +6,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from foxmock.latency import Latency
 from foxmock.matching import All, Miss
 from foxmock.openai.request import ChatRequest
+from foxmock.streaming import Chunking
 
 Render = Callable[[Mapping[str, Any]], Any]
 
 
 @dataclass(frozen=True)
 class ToolCallSpec:
-    """A tool call to answer with; ``arguments`` renders to JSON text."""
+    """A tool call to answer with; ``arguments`` renders to JSON text (None: synthesise)."""
 
     name: Render
-    arguments: Render
+    arguments: Render | None
     id: Render | None = None
 
 
@@ -33,10 +35,14 @@ class Respond:
     headers: Mapping[str, Render] = field(default_factory=dict)
 
 
+FAULT_KINDS = ("http", "stream_error", "disconnect", "malformed_chunk", "no_done", "hang")
+
+
 @dataclass(frozen=True)
 class Fault:
-    """An HTTP error answer with the OpenAI error envelope."""
+    """A failure to inject: an HTTP error, a broken stream or a hang, maybe only sometimes."""
 
+    kind: str
     status: int
     message: Render
     type: str
@@ -44,6 +50,9 @@ class Fault:
     param: str | None
     retry_after: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    after_chunks: int = 0
+    duration: float = 0.0
+    probability: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,9 @@ class Scenario:
     match: All
     respond: Respond | None
     fault: Fault | None
+    chunking: Chunking = Chunking()
+    chunks: Sequence[Render] | None = None
+    latency: Latency = Latency()
     priority: int = 0
     description: str = ""
     file: str = "<string>"

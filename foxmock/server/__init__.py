@@ -1,5 +1,6 @@
 """The aiohttp shell: application factory, handlers and middlewares."""
 
-from foxmock.server.app import STATE, ServerState, create_app
+from foxmock.server.app import create_app
+from foxmock.server.state import STATE, ServerState
 
 __all__ = ["STATE", "ServerState", "create_app"]

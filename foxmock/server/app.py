@@ -7,6 +7,7 @@ import random
 from aiohttp import web
 
 from foxmock.config import Config
+from foxmock.latency import Latency
 from foxmock.scenarios.loader import load_scenarios
 from foxmock.server import handlers
 from foxmock.server.auth import auth_middleware
@@ -26,6 +27,7 @@ def create_app(config: Config | None = None) -> web.Application:
         engine=engine,
         rng=rng,
         api_keys=frozenset(config.api_keys),
+        latency=Latency.parse(config.latency),
     )
     app = web.Application(
         client_max_size=config.max_body_bytes,

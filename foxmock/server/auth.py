@@ -26,7 +26,9 @@ def check_bearer(header: str | None, keys: frozenset[str]) -> None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise RequestError(
-            "The Authorization header must be 'Bearer YOUR_KEY'.", status=401, code="invalid_api_key"
+            "The Authorization header must be 'Bearer YOUR_KEY'.",
+            status=401,
+            code="invalid_api_key",
         )
     if token not in keys:
         raise RequestError(

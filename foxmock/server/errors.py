@@ -32,7 +32,7 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> RequestError:
             f"Invalid URL ({request.method} {request.path})", status=404, code="unknown_url"
         )
     if status == 405:
-        allowed = getattr(exc, "allowed_methods", set())
+        allowed: set[str] = set(getattr(exc, "allowed_methods", ()))
         return RequestError(
             f"Method {request.method} is not allowed for {request.path}; "
             f"use {', '.join(sorted(allowed)) or 'another method'}.",

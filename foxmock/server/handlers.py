@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from aiohttp import web
 
 from foxmock._exceptions import RequestError
-from foxmock.answer import RenderError, completion_body, render_answer
+from foxmock.answer import RenderError
 from foxmock.openai.request import ChatRequest
-from foxmock.openai.responses import make_id, model_object
+from foxmock.openai.responses import model_object
 from foxmock.openai.validation import validate_chat_request
-from foxmock.scenarios.model import Fault, ScenarioSet
+from foxmock.plan import shape
+from foxmock.scenarios.model import ScenarioSet
+from foxmock.server.delivery import deliver
 from foxmock.server.state import STATE, ServerState
-from foxmock.templating import TemplateError, request_context
+from foxmock.templating import request_context
 
 log = logging.getLogger("foxmock")
 
@@ -67,26 +68,6 @@ def no_match_error(scenarios: ScenarioSet, req: ChatRequest) -> RequestError:
     return RequestError("\n".join(lines), status=404, code="no_scenario_matched")
 
 
-def fault_error(fault: Fault, ctx: dict[str, Any], where: str) -> RequestError:
-    """The error a fault scenario answers with."""
-    try:
-        message = str(fault.message(ctx))
-    except TemplateError as exc:
-        message = f"(fault message failed to render at {where}: {exc.message})"
-    headers = dict(fault.headers)
-    if fault.retry_after is not None:
-        headers["Retry-After"] = f"{fault.retry_after:g}"
-        headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
-    return RequestError(
-        message,
-        status=fault.status,
-        type=fault.type,
-        code=fault.code,
-        param=fault.param,
-        headers=headers,
-    )
-
-
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions``."""
     state = request.app[STATE]
@@ -97,17 +78,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         error = no_match_error(state.scenarios, req)
         log.warning("%s", error.message)
         raise error
-    ctx = request_context(req)
-    if scenario.fault is not None:
-        raise fault_error(scenario.fault, ctx, scenario.where)
-    assert scenario.respond is not None
     try:
-        answer = render_answer(scenario, scenario.respond, req, ctx, state.rng)
+        plan = shape(
+            scenario, req, request_context(req), state.rng, state.latency, state.config.time_scale
+        )
     except RenderError as exc:
         log.error("%s", exc)
-        raise RequestError(str(exc), status=500, type="server_error", code="scenario_render_error") from None
-    payload = completion_body(answer, make_id("cmpl_", state.rng), int(time.time()), body.get("n") or 1)
-    return _json(payload, headers=answer.headers)
+        raise RequestError(
+            str(exc), status=500, type="server_error", code="scenario_render_error"
+        ) from None
+    return await deliver(request, plan)
 
 
 def _models(state: ServerState) -> list[dict[str, Any]]:

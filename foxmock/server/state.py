@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from foxmock.config import Config
+from foxmock.latency import Latency
 from foxmock.matching import Text
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.templating import TemplateEngine
@@ -24,6 +25,7 @@ class ServerState:
     rng: random.Random
     started: int = field(default_factory=lambda: int(time.time()))
     api_keys: frozenset[str] = frozenset()
+    latency: Latency = Latency()
 
     def model_ids(self) -> list[str]:
         """Models for ``/v1/models``: those the files list, then exact model matches."""

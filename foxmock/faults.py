@@ -1,0 +1,59 @@
+"""Faults: whether one fires (seeded), and the error it answers with."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from foxmock._exceptions import RequestError
+from foxmock.scenarios.model import Fault
+from foxmock.templating import TemplateError
+
+STREAM_FAULTS = ("stream_error", "disconnect", "malformed_chunk", "no_done")
+MALFORMED_FRAME = (
+    b'data: {"id": "broken", "object": "chat.completion.chunk", "choices": [{"delta": \n\n'
+)
+
+
+def fires(fault: Fault | None, rng: random.Random) -> bool:
+    """Whether ``fault`` fires on this request (always, or with its probability)."""
+    if fault is None:
+        return False
+    return fault.probability >= 1 or rng.random() < fault.probability
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def fault_error(fault: Fault, ctx: dict[str, Any], where: str) -> RequestError:
+    """The OpenAI error a fault answers with, with Retry-After and rate-limit headers on 429."""
+    try:
+        message = str(fault.message(ctx))
+    except TemplateError as exc:
+        message = f"(fault message failed to render at {where}: {exc.message})"
+    headers: dict[str, str] = {}
+    if fault.retry_after is not None:
+        headers["retry-after"] = f"{fault.retry_after:g}"
+        headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
+    if fault.status == 429:
+        reset = _seconds(fault.retry_after if fault.retry_after is not None else 1.0)
+        headers.update(
+            {
+                "x-ratelimit-limit-requests": "60",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": reset,
+                "x-ratelimit-limit-tokens": "150000",
+                "x-ratelimit-remaining-tokens": "0",
+                "x-ratelimit-reset-tokens": reset,
+            }
+        )
+    headers.update(fault.headers)
+    return RequestError(
+        message,
+        status=fault.status,
+        type=fault.type,
+        code=fault.code,
+        param=fault.param,
+        headers=headers,
+    )

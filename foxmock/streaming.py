@@ -1,0 +1,136 @@
+"""Chunkers and the SSE encoder: an `Answer` becomes ``chat.completion.chunk`` events, no I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from foxmock.openai.responses import SYSTEM_FINGERPRINT
+from foxmock.tokens import count_tokens, split_tokens, usage
+
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """How to cut text into deltas: ``tokens``, ``words`` or ``characters``, ``size`` at a time."""
+
+    by: str = "tokens"
+    size: int = 1
+
+    def split(self, text: str) -> list[str]:
+        """Cut ``text`` into pieces whose concatenation is ``text``."""
+        if not text:
+            return []
+        if self.by == "characters":
+            units: list[str] = list(text)
+        elif self.by == "words":
+            units = _words(text)
+        else:
+            units = split_tokens(text)
+        size = max(self.size, 1)
+        return ["".join(units[i : i + size]) for i in range(0, len(units), size)]
+
+
+def _words(text: str) -> list[str]:
+    """Words with the whitespace before them attached, so that joining restores the text."""
+    pieces: list[str] = []
+    current = ""
+    for i, ch in enumerate(text):
+        if ch.isspace() and current and not current.isspace() and not text[i - 1].isspace():
+            pieces.append(current)
+            current = ""
+        current += ch
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def sse(event: Any) -> bytes:
+    """One server-sent event carrying ``event`` as compact JSON."""
+    return (
+        b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    )
+
+
+@dataclass(frozen=True)
+class StreamPiece:
+    """One chunk event and how many completion tokens it carries (for pacing)."""
+
+    event: dict[str, Any]
+    tokens: int
+
+
+class ChunkBuilder:
+    """Builds chunk objects that share one id, created time and model."""
+
+    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool) -> None:
+        self.base: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+        self.include_usage = include_usage
+
+    def choice(
+        self, index: int, delta: dict[str, Any], finish: str | None = None
+    ) -> dict[str, Any]:
+        event = {
+            **self.base,
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            ],
+        }
+        if self.include_usage:
+            event["usage"] = None
+        return event
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+        return {**self.base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)}
+
+
+def choice_pieces(
+    build: ChunkBuilder,
+    index: int,
+    content: str | None,
+    content_chunks: Sequence[str] | None,
+    tool_calls: Sequence[dict[str, Any]],
+    finish_reason: str,
+    chunking: Chunking,
+) -> list[StreamPiece]:
+    """The chunks of one choice: role, content deltas, tool-call deltas, finish."""
+    pieces = []
+    if tool_calls and not content:
+        pieces.append(StreamPiece(build.choice(index, {"role": "assistant", "content": None}), 0))
+    else:
+        pieces.append(
+            StreamPiece(
+                build.choice(index, {"role": "assistant", "content": "", "refusal": None}), 0
+            )
+        )
+        parts = (
+            list(content_chunks) if content_chunks is not None else chunking.split(content or "")
+        )
+        for part in parts:
+            pieces.append(
+                StreamPiece(build.choice(index, {"content": part}), count_tokens(part) or 1)
+            )
+    for call_index, call in enumerate(tool_calls):
+        function = call["function"]
+        head = {
+            "index": call_index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": function["name"], "arguments": ""},
+        }
+        pieces.append(StreamPiece(build.choice(index, {"tool_calls": [head]}), 1))
+        for fragment in chunking.split(function["arguments"]):
+            delta = {"tool_calls": [{"index": call_index, "function": {"arguments": fragment}}]}
+            pieces.append(StreamPiece(build.choice(index, delta), count_tokens(fragment) or 1))
+    pieces.append(StreamPiece(build.choice(index, {}, finish_reason), 0))
+    return pieces
