@@ -24,6 +24,36 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"foxmock: {name} must be an integer, got {value!r}") from None
 
 
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise SystemExit(f"foxmock: {name} must be a number, got {value!r}") from None
+
+
+def _latency(text: str | None) -> dict[str, object] | None:
+    """Parse and check ``--latency`` against the scenario schema's latency definition."""
+    if not text:
+        return None
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    from foxmock.scenarios.loader import scenario_schema
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"foxmock: --latency is not valid YAML: {exc}") from None
+    schema = {**scenario_schema(), "$ref": "#/$defs/latency"}
+    for key in ("required", "properties", "additionalProperties", "type"):
+        schema.pop(key, None)
+    errors = [e.message for e in Draft202012Validator(schema).iter_errors(value)]
+    if errors:
+        raise SystemExit(f"foxmock: --latency: {'; '.join(errors)}")
+    return value  # type: ignore[no-any-return]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="foxmock", description="Offline, OpenAI-compatible mock of the Foxora chat API."
@@ -73,8 +103,22 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--seed",
         type=int,
-        default=None,
-        help="seed ids and template randomness for reproducible runs",
+        default=_env_int("FOXMOCK_SEED", -1),
+        help="seed ids, faults, latency and template randomness for reproducible runs; "
+        "-1 picks a random seed (env FOXMOCK_SEED)",
+    )
+    serve.add_argument(
+        "--time-scale",
+        type=float,
+        default=_env_float("FOXMOCK_TIME_SCALE", 1.0),
+        help="multiply every delay by this; 0 removes all delays (env FOXMOCK_TIME_SCALE)",
+    )
+    serve.add_argument(
+        "--latency",
+        default=os.environ.get("FOXMOCK_LATENCY"),
+        metavar="YAML",
+        help="default latency for scenarios without their own, e.g. "
+        "'{ttft: 200ms, tokens_per_second: 50}' (env FOXMOCK_LATENCY)",
     )
     serve.add_argument(
         "--log-level",
@@ -112,7 +156,9 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         api_keys=args.api_keys or api_keys_from_env(),
         max_body_bytes=args.max_body_bytes,
-        seed=args.seed,
+        seed=None if args.seed < 0 else args.seed,
+        time_scale=args.time_scale,
+        latency=_latency(args.latency),
         log_level=args.log_level,
     )
     try:

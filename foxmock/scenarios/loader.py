@@ -164,7 +164,7 @@ class _FileCompiler:
         try:
             match = compile_match(spec.get("match"), (*path, "match"))
         except CompileError as exc:
-            self.problem((*path, *exc.path), exc.message)
+            self.problem(exc.path, exc.message)
             match = compile_match(None)
         stream = {**(defaults.get("stream") or {}), **(spec.get("stream") or {})}
         chunks = [
@@ -235,14 +235,21 @@ def _schema_problems(data: Any, source: str, lines: Lines) -> list[Problem]:
 def compile_document(
     data: Any, lines: Lines, source: str, engine: TemplateEngine
 ) -> tuple[list[Scenario], list[str], list[Problem]]:
-    """Check one parsed document against the schema and compile it."""
+    """Check one parsed document against the schema and compile every scenario that passes."""
     problems = _schema_problems(data, source, lines)
-    if problems:
+    if not isinstance(data, dict) or not isinstance(data.get("scenarios"), list):
         return [], [], problems
+    broken = {p.key.split("]", 1)[0] for p in problems if p.key.startswith("scenarios[")}
     compiler = _FileCompiler(source, lines, engine)
-    defaults = data.get("defaults") or {}
-    scenarios = [compiler.scenario(spec, i, defaults) for i, spec in enumerate(data["scenarios"])]
-    return scenarios, list(data.get("models") or []), compiler.problems
+    defaults_ok = not any(p.key.startswith("defaults") for p in problems)
+    defaults = (data.get("defaults") or {}) if defaults_ok else {}
+    scenarios = [
+        compiler.scenario(spec, i, defaults)
+        for i, spec in enumerate(data["scenarios"])
+        if f"scenarios[{i}" not in broken
+    ]
+    models = data.get("models") if isinstance(data.get("models"), list) else []
+    return scenarios, list(models or []), problems + compiler.problems
 
 
 def _read(path: Path) -> tuple[str | None, list[Problem]]:

@@ -22,7 +22,9 @@ async def serve_forever(
     shutdown_timeout: float = 10.0,
 ) -> None:
     """Listen on ``host:port`` (0 picks a free port) until a stop signal arrives."""
-    runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(
+        app, access_log=access_log, shutdown_timeout=shutdown_timeout, handler_cancellation=True
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
