@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from foxmock._exceptions import ScenarioError
 from foxmock.config import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, Config, api_keys_from_env
+from foxmock.journal import DEFAULT_JOURNAL_SIZE
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -121,6 +122,25 @@ def _parser() -> argparse.ArgumentParser:
         "'{ttft: 200ms, tokens_per_second: 50}' (env FOXMOCK_LATENCY)",
     )
     serve.add_argument(
+        "--watch",
+        action="store_true",
+        default=os.environ.get("FOXMOCK_WATCH", "").lower() in ("1", "true", "yes"),
+        help="reload scenario files when they change; a broken edit keeps the last good set "
+        "(env FOXMOCK_WATCH=1)",
+    )
+    serve.add_argument(
+        "--admin-token",
+        default=os.environ.get("FOXMOCK_ADMIN_TOKEN"),
+        metavar="TOKEN",
+        help="require this bearer token on the /_foxmock/ admin API (env FOXMOCK_ADMIN_TOKEN)",
+    )
+    serve.add_argument(
+        "--journal-size",
+        type=int,
+        default=_env_int("FOXMOCK_JOURNAL_SIZE", DEFAULT_JOURNAL_SIZE),
+        help="how many recent requests the journal keeps (env FOXMOCK_JOURNAL_SIZE)",
+    )
+    serve.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         default=os.environ.get("FOXMOCK_LOG_LEVEL", "info"),
@@ -160,6 +180,9 @@ def _serve(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         latency=_latency(args.latency),
         log_level=args.log_level,
+        watch=args.watch,
+        admin_token=args.admin_token,
+        journal_size=args.journal_size,
     )
     try:
         app = create_app(config)

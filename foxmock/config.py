@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from foxmock.journal import DEFAULT_JOURNAL_SIZE
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
@@ -26,10 +28,15 @@ class Config:
     time_scale: float = 1.0
     latency: Mapping[str, Any] | None = None
     log_level: str = "info"
+    bundled: bool = True
+    journal_size: int = DEFAULT_JOURNAL_SIZE
+    admin_token: str | None = None
+    watch: bool = False
+    watch_interval: float = 0.5
 
     def scenario_paths(self) -> list[Path]:
-        """The scenario paths to load, or the bundled defaults when none are given."""
-        if self.scenarios:
+        """The scenario paths to load; the bundled defaults when none are given (and allowed)."""
+        if self.scenarios or not self.bundled:
             return [Path(p) for p in self.scenarios]
         return [default_scenarios_path()]
 

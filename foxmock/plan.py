@@ -29,6 +29,8 @@ class Plan:
     offsets: list[float] = field(default_factory=list)
     delay: float = 0.0
     disconnect: bool = False
+    answer: Answer | None = None
+    fault: str | None = None
 
 
 def error_plan(error: RequestError, delay: float = 0.0) -> Plan:
@@ -149,7 +151,9 @@ def shape(
     """Render ``scenario`` for ``req`` and plan its delivery; faults and latency included."""
     fault = scenario.fault if fires(scenario.fault, rng) else None
     if fault is not None and fault.kind == "http":
-        return error_plan(fault_error(fault, ctx, scenario.where))
+        plan = error_plan(fault_error(fault, ctx, scenario.where))
+        plan.fault = "http"
+        return plan
     if scenario.respond is None:  # a fault-only scenario whose probability did not fire
         return error_plan(
             RequestError(
@@ -159,6 +163,7 @@ def shape(
                 code="scenario_incomplete",
             )
         )
+    fault_kind = fault.kind if fault is not None else None
     extra_delay = fault.duration * scale if fault is not None and fault.kind == "hang" else 0.0
     if fault is not None and fault.kind == "hang":
         fault = None
@@ -171,4 +176,6 @@ def shape(
         plan = _body_plan(answer, req, latency, scale, rng, completion_id, fault, ctx, scenario)
     plan.delay += extra_delay
     plan.headers.update(answer.headers)
+    plan.answer = answer
+    plan.fault = fault_kind
     return plan

@@ -7,12 +7,15 @@ import random
 from aiohttp import web
 
 from foxmock.config import Config
+from foxmock.journal import Journal
 from foxmock.latency import Latency
-from foxmock.scenarios.loader import load_scenarios
+from foxmock.scenarios.store import ScenarioStore
 from foxmock.server import handlers
+from foxmock.server.admin import PREFIX, admin_app
 from foxmock.server.auth import auth_middleware
 from foxmock.server.errors import error_middleware
 from foxmock.server.state import STATE, ServerState
+from foxmock.server.watch import watch_ctx
 from foxmock.templating import TemplateEngine
 
 
@@ -21,9 +24,12 @@ def create_app(config: Config | None = None) -> web.Application:
     config = config or Config()
     rng = random.Random(config.seed)
     engine = TemplateEngine(rng)
+    store = ScenarioStore(config.scenario_paths(), engine)
+    store.load()
     state = ServerState(
         config=config,
-        scenarios=load_scenarios(config.scenario_paths(), engine),
+        store=store,
+        journal=Journal(config.journal_size),
         engine=engine,
         rng=rng,
         api_keys=frozenset(config.api_keys),
@@ -38,4 +44,7 @@ def create_app(config: Config | None = None) -> web.Application:
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model}", handlers.get_model)
     app.router.add_get("/healthz", handlers.healthz)
+    app.add_subapp(PREFIX, admin_app())
+    if config.watch:
+        app.cleanup_ctx.append(watch_ctx)
     return app

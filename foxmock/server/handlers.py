@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
 
 from foxmock._exceptions import RequestError
 from foxmock.answer import RenderError
+from foxmock.journal import Entry
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import model_object
 from foxmock.openai.validation import validate_chat_request
@@ -69,15 +71,34 @@ def no_match_error(scenarios: ScenarioSet, req: ChatRequest) -> RequestError:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/chat/completions``."""
+    """``POST /v1/chat/completions``, journaled whatever happens."""
     state = request.app[STATE]
-    body = validate_chat_request(await read_json(request))
+    started = time.perf_counter()
+    entry = state.journal.start(None, dict(request.headers))
+    try:
+        response = await _chat(request, state, entry)
+        entry.status = response.status
+        return response
+    except RequestError as exc:
+        entry.status, entry.error = exc.status, exc.message
+        raise
+    finally:
+        entry.duration_ms = (time.perf_counter() - started) * 1000
+
+
+async def _chat(request: web.Request, state: ServerState, entry: Entry) -> web.StreamResponse:
+    entry.body = await read_json(request)
+    body = validate_chat_request(entry.body)
     req = ChatRequest(body, request.headers)
-    scenario = state.scenarios.find(req)
+    entry.stream = req.stream
+    scenarios = state.scenarios
+    scenario = scenarios.find(req)
     if scenario is None:
-        error = no_match_error(state.scenarios, req)
+        error = no_match_error(scenarios, req)
+        entry.near_miss = error.message
         log.warning("%s", error.message)
         raise error
+    entry.scenario = scenario.name
     try:
         plan = shape(
             scenario, req, request_context(req), state.rng, state.latency, state.config.time_scale
@@ -87,6 +108,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise RequestError(
             str(exc), status=500, type="server_error", code="scenario_render_error"
         ) from None
+    entry.fault = plan.fault
+    if plan.answer is not None:
+        entry.content = plan.answer.content
+        entry.tool_calls = [c["function"]["name"] for c in plan.answer.tool_calls]
+        entry.finish_reason = plan.answer.finish_reason
     return await deliver(request, plan)
 
 

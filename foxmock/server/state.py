@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from foxmock.config import Config
+from foxmock.journal import Journal
 from foxmock.latency import Latency
 from foxmock.matching import Text
 from foxmock.scenarios.model import ScenarioSet
+from foxmock.scenarios.store import ScenarioStore
 from foxmock.templating import TemplateEngine
 
 
@@ -20,12 +22,18 @@ class ServerState:
     """What handlers share: configuration, the live scenario set, the template engine, the RNG."""
 
     config: Config
-    scenarios: ScenarioSet
+    store: ScenarioStore
     engine: TemplateEngine
     rng: random.Random
     started: int = field(default_factory=lambda: int(time.time()))
     api_keys: frozenset[str] = frozenset()
     latency: Latency = Latency()
+    journal: Journal = field(default_factory=Journal)
+
+    @property
+    def scenarios(self) -> ScenarioSet:
+        """The scenario set serving right now."""
+        return self.store.current
 
     def model_ids(self) -> list[str]:
         """Models for ``/v1/models``: those the files list, then exact model matches."""
