@@ -2,14 +2,19 @@
 
 from foxmock._exceptions import FoxmockError, Problem, RequestError, ScenarioError
 from foxmock.config import Config
+from foxmock.journal import Entry, Journal
 from foxmock.scenarios import ScenarioSet, load_scenarios
 from foxmock.server import create_app
+from foxmock.testing import MockServer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Config",
+    "Entry",
     "FoxmockError",
+    "Journal",
+    "MockServer",
     "Problem",
     "RequestError",
     "ScenarioError",
