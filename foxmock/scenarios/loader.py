@@ -141,7 +141,12 @@ class _FileCompiler:
         default_type = _DEFAULT_ERROR_TYPES.get(
             status, "server_error" if status >= 500 else "invalid_request_error"
         )
-        message = spec.get("message", f"foxmock fault: HTTP {status}")
+        default = (
+            f"foxmock fault: HTTP {status}"
+            if kind == "http"
+            else "The server had an error while processing your request."
+        )
+        message = spec.get("message", default)
         retry = spec.get("retry_after")
         return Fault(
             kind=kind,

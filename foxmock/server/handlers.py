@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -39,6 +40,16 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
+SECRET_HEADERS = frozenset(
+    {"authorization", "api-key", "x-api-key", "openai-organization", "openai-project", "cookie"}
+)
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Request headers for the journal, with credentials masked."""
+    return {k: "***" if k.lower() in SECRET_HEADERS else v for k, v in headers.items()}
+
+
 async def read_json(request: web.Request) -> Any:
     """The JSON body, or a 415/400 `RequestError` saying what is wrong with it."""
     if request.content_type != "application/json":
@@ -49,9 +60,14 @@ async def read_json(request: web.Request) -> Any:
         )
     raw = await request.read()
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise RequestError(_INVALID_JSON, code="invalid_json") from None
+
+
+def _reject_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity; Python's parser accepts them unless told not to."""
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def no_match_error(scenarios: ScenarioSet, req: ChatRequest) -> RequestError:
@@ -74,7 +90,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions``, journaled whatever happens."""
     state = request.app[STATE]
     started = time.perf_counter()
-    entry = state.journal.start(None, dict(request.headers))
+    entry = state.journal.start(None, redact_headers(request.headers))
     try:
         response = await _chat(request, state, entry)
         entry.status = response.status
