@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ class Answer:
     chunks: list[str] | None = None
 
 
-def _text(render: Any, ctx: dict[str, Any]) -> str:
+def _text(render: Any, ctx: Mapping[str, Any]) -> str:
     value = render(ctx)
     return value if isinstance(value, str) else str(value)
 
@@ -46,7 +47,7 @@ def _tool_schema(req: ChatRequest, name: str) -> tuple[dict[str, Any] | None, bo
     return None, False
 
 
-def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: dict[str, Any]) -> str:
+def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: Mapping[str, Any]) -> str:
     schema, strict = _tool_schema(req, name)
     if spec.arguments is None:
         value = synthesize_valid(schema) if schema else {}
@@ -70,7 +71,7 @@ def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: dict[str, A
 
 
 def _tool_calls(
-    respond: Respond, req: ChatRequest, ctx: dict[str, Any], rng: random.Random
+    respond: Respond, req: ChatRequest, ctx: Mapping[str, Any], rng: random.Random
 ) -> list[dict[str, Any]]:
     calls = []
     for spec in respond.tool_calls:
@@ -136,7 +137,11 @@ def truncate(content: str, limit: int) -> str:
 
 
 def render_answer(
-    scenario: Scenario, respond: Respond, req: ChatRequest, ctx: dict[str, Any], rng: random.Random
+    scenario: Scenario,
+    respond: Respond,
+    req: ChatRequest,
+    ctx: Mapping[str, Any],
+    rng: random.Random,
 ) -> Answer:
     """Render every template of ``respond``; raise `RenderError` naming the scenario on failure."""
     try:

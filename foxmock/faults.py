@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from foxmock._exceptions import RequestError
@@ -26,7 +27,7 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-def fault_error(fault: Fault, ctx: dict[str, Any], where: str) -> RequestError:
+def fault_error(fault: Fault, ctx: Mapping[str, Any], where: str) -> RequestError:
     """The OpenAI error a fault answers with, with Retry-After and rate-limit headers on 429."""
     try:
         message = str(fault.message(ctx))

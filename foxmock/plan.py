@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,7 @@ def _stream_plan(
     rng: random.Random,
     completion_id: str,
     fault: Fault | None,
-    ctx: dict[str, Any],
+    ctx: Mapping[str, Any],
 ) -> Plan:
     include_usage = bool((req.body.get("stream_options") or {}).get("include_usage"))
     build = ChunkBuilder(completion_id, int(time.time()), answer.model, include_usage)
@@ -114,7 +115,7 @@ def _body_plan(
     rng: random.Random,
     completion_id: str,
     fault: Fault | None,
-    ctx: dict[str, Any],
+    ctx: Mapping[str, Any],
     scenario: Scenario,
 ) -> Plan:
     n = req.body.get("n") or 1
@@ -143,7 +144,7 @@ def _token_run(completion_tokens: int) -> list[int]:
 def shape(
     scenario: Scenario,
     req: ChatRequest,
-    ctx: dict[str, Any],
+    ctx: Mapping[str, Any],
     rng: random.Random,
     default_latency: Latency,
     scale: float,

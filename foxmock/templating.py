@@ -7,7 +7,7 @@ import json
 import random
 import re
 import uuid as _uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
@@ -130,21 +130,40 @@ class TemplateEngine:
         return value
 
 
+_CONTEXT: dict[str, Callable[[ChatRequest], Any]] = {
+    "request": lambda r: r.body,
+    "model": lambda r: r.model,
+    "messages": lambda r: r.messages,
+    "last_user": lambda r: r.last_user,
+    "last_message": lambda r: r.last_message,
+    "system": lambda r: r.system,
+    "tools": lambda r: r.tools_offered,
+    "tool_choice": lambda r: r.tool_choice,
+    "tool_results": lambda r: [{"name": n, "result": v} for n, v in r.tool_results],
+    "tool_result": lambda r: r.tool_result,
+    "headers": lambda r: r.headers,
+    "turn": lambda r: r.turn,
+    "stream": lambda r: r.stream,
+    "response_format": lambda r: r.response_format,
+}
+
+
+class RequestContext(Mapping[str, Any]):
+    """The variables a response template sees, computed only when a template reads them."""
+
+    def __init__(self, req: ChatRequest) -> None:
+        self._req = req
+
+    def __getitem__(self, key: str) -> Any:
+        return _CONTEXT[key](self._req)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_CONTEXT)
+
+    def __len__(self) -> int:
+        return len(_CONTEXT)
+
+
 def request_context(req: ChatRequest) -> dict[str, Any]:
-    """The variables a response template sees."""
-    return {
-        "request": req.body,
-        "model": req.model,
-        "messages": req.messages,
-        "last_user": req.last_user,
-        "last_message": req.last_message,
-        "system": req.system,
-        "tools": req.tools_offered,
-        "tool_choice": req.tool_choice,
-        "tool_results": [{"name": n, "result": v} for n, v in req.tool_results],
-        "tool_result": req.tool_result,
-        "headers": req.headers,
-        "turn": req.turn,
-        "stream": req.stream,
-        "response_format": req.response_format,
-    }
+    """The variables a response template sees, as a plain dict."""
+    return dict(RequestContext(req))

@@ -20,7 +20,7 @@ from foxmock.plan import shape
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.server.delivery import deliver
 from foxmock.server.state import STATE, ServerState
-from foxmock.templating import request_context
+from foxmock.templating import RequestContext
 
 log = logging.getLogger("foxmock")
 
@@ -117,7 +117,7 @@ async def _chat(request: web.Request, state: ServerState, entry: Entry) -> web.S
     entry.scenario = scenario.name
     try:
         plan = shape(
-            scenario, req, request_context(req), state.rng, state.latency, state.config.time_scale
+            scenario, req, RequestContext(req), state.rng, state.latency, state.config.time_scale
         )
     except RenderError as exc:
         log.error("%s", exc)
