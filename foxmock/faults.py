@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -35,7 +36,7 @@ def fault_error(fault: Fault, ctx: Mapping[str, Any], where: str) -> RequestErro
         message = f"(fault message failed to render at {where}: {exc.message})"
     headers: dict[str, str] = {}
     if fault.retry_after is not None:
-        headers["retry-after"] = f"{fault.retry_after:g}"
+        headers["retry-after"] = str(math.ceil(fault.retry_after))  # HTTP allows whole seconds
         headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
     if fault.status == 429:
         reset = _seconds(fault.retry_after if fault.retry_after is not None else 1.0)

@@ -73,7 +73,7 @@ class Latency:
     ttft: Delay | None = None
     tokens_per_second: float | None = None
     chunk_delay: Delay | None = None
-    jitter: float = 0.0
+    jitter: float | None = None
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any] | None) -> Latency:
@@ -83,7 +83,7 @@ class Latency:
             ttft=Delay.parse(spec["ttft"]) if "ttft" in spec else None,
             tokens_per_second=float(tps) if tps else None,
             chunk_delay=Delay.parse(spec["chunk_delay"]) if "chunk_delay" in spec else None,
-            jitter=parse_fraction(spec.get("jitter", 0)),
+            jitter=parse_fraction(spec["jitter"]) if "jitter" in spec else None,
         )
 
     def merged_over(self, base: Latency) -> Latency:
@@ -92,7 +92,7 @@ class Latency:
             ttft=self.ttft or base.ttft,
             tokens_per_second=self.tokens_per_second or base.tokens_per_second,
             chunk_delay=self.chunk_delay or base.chunk_delay,
-            jitter=self.jitter or base.jitter,
+            jitter=self.jitter if self.jitter is not None else base.jitter,
         )
 
     @property

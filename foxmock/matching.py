@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,17 @@ class CompileError(Exception):
         super().__init__(message)
         self.path = path
         self.message = message
+
+
+_COLLECT: ContextVar[list[CompileError] | None] = ContextVar("foxmock_compile_errors", default=None)
+
+
+def _report(error: CompileError) -> None:
+    """Collect ``error`` when `compile_match` was asked to, else raise it."""
+    found = _COLLECT.get()
+    if found is None:
+        raise error
+    found.append(error)
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -47,7 +59,8 @@ class TextMatcher:
             try:
                 pattern = re.compile(arg, flags)
             except re.error as exc:
-                raise CompileError(path, f"invalid regular expression {arg!r}: {exc}") from None
+                _report(CompileError(path, f"invalid regular expression {arg!r}: {exc}"))
+                return lambda text: False
             return lambda text: pattern.search(text) is not None
         if op == "glob":
             glob = re.compile(fnmatch.translate(arg), flags | re.DOTALL)
@@ -236,7 +249,7 @@ class BodyPath(Predicate):
         self.key = f"body.{path}"
         self.parts = parse_body_path(path)
         if not self.parts:
-            raise CompileError(where, f"empty body path {path!r}")
+            _report(CompileError(where, f"empty body path {path!r}"))
         ops = dict(spec) if isinstance(spec, dict) else {"equals": spec}
         self.checks: list[tuple[str, Callable[[Any], bool]]] = []
         fold = bool(ops.get("ignore_case", False))
@@ -398,6 +411,19 @@ def _one(key: str, spec: Any, path: tuple[str | int, ...]) -> Predicate:
     raise CompileError(where, f"unknown match key {key!r}")
 
 
-def compile_match(spec: Mapping[str, Any] | None, path: tuple[str | int, ...] = ()) -> All:
-    """Compile a ``match`` block (already checked against the schema) into a predicate."""
-    return All("match", [_one(key, value, path) for key, value in (spec or {}).items()])
+def compile_match(
+    spec: Mapping[str, Any] | None,
+    path: tuple[str | int, ...] = (),
+    errors: list[CompileError] | None = None,
+) -> All:
+    """Compile a ``match`` block (already checked against the schema) into a predicate.
+
+    Problems raise `CompileError`, or, when ``errors`` is given, are all appended to it.
+    """
+    if errors is None:  # nested blocks report to whatever collector is active
+        return All("match", [_one(key, value, path) for key, value in (spec or {}).items()])
+    token = _COLLECT.set(errors)
+    try:
+        return compile_match(spec, path)
+    finally:
+        _COLLECT.reset(token)

@@ -16,7 +16,7 @@ from foxmock.latency import Latency
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import make_id
 from foxmock.scenarios.model import Fault, Scenario
-from foxmock.streaming import DONE, ChunkBuilder, StreamPiece, choice_pieces, sse
+from foxmock.streaming import DONE, ChunkBuilder, Delta, choice_deltas, sse
 
 
 @dataclass
@@ -44,22 +44,10 @@ def error_plan(error: RequestError, delay: float = 0.0) -> Plan:
     )
 
 
-def _pieces(
-    answer: Answer, req: ChatRequest, scenario: Scenario, build: ChunkBuilder
-) -> list[StreamPiece]:
-    n = req.body.get("n") or 1
-    pieces: list[StreamPiece] = []
-    for index in range(n):
-        pieces += choice_pieces(
-            build,
-            index,
-            answer.content,
-            answer.chunks,
-            answer.tool_calls,
-            answer.finish_reason,
-            scenario.chunking,
-        )
-    return pieces
+def _deltas(answer: Answer, scenario: Scenario) -> list[Delta]:
+    return choice_deltas(
+        answer.content, answer.chunks, answer.tool_calls, answer.finish_reason, scenario.chunking
+    )
 
 
 def _stream_plan(
@@ -75,11 +63,16 @@ def _stream_plan(
 ) -> Plan:
     include_usage = bool((req.body.get("stream_options") or {}).get("include_usage"))
     build = ChunkBuilder(completion_id, int(time.time()), answer.model, include_usage)
-    pieces = _pieces(answer, req, scenario, build)
-    offsets = latency.schedule([p.tokens for p in pieces], rng, scale)
-    frames = [sse(p.event) for p in pieces]
+    deltas = _deltas(answer, scenario)
+    times = latency.schedule([d.tokens for d in deltas], rng, scale)
+    n = req.body.get("n") or 1
+    # the n choices are generated side by side: each step carries every choice's delta
+    frames, offsets = [], []
+    for step, at in zip(deltas, times, strict=True):
+        for index in range(n):
+            frames.append(sse(build.choice(index, step.delta, step.finish)))
+            offsets.append(at)
     if include_usage:
-        n = req.body.get("n") or 1
         frames.append(sse(build.usage(answer.prompt_tokens, answer.completion_tokens * n)))
         offsets.append(offsets[-1])
     frames.append(DONE)
@@ -123,8 +116,8 @@ def _body_plan(
         completion_body(answer, completion_id, int(time.time()), n), ensure_ascii=False
     ).encode()
     delay = 0.0
-    if not latency.is_zero:
-        delay = latency.schedule(_token_run(answer.completion_tokens), rng, scale)[-1]
+    if not latency.is_zero:  # as long as the same answer would take to stream
+        delay = latency.schedule([d.tokens for d in _deltas(answer, scenario)], rng, scale)[-1]
     plan = Plan(headers={"content-type": "application/json"}, body=body, delay=delay)
     if fault is None or fault.kind == "no_done":
         return plan
@@ -134,11 +127,6 @@ def _body_plan(
         plan.body = body[: max(len(body) // 2, 1)]
         return plan
     return error_plan(fault_error(fault, ctx, scenario.where), delay)
-
-
-def _token_run(completion_tokens: int) -> list[int]:
-    """A non-streamed answer takes as long as streaming it one token at a time would."""
-    return [0] + [1] * max(completion_tokens, 1)
 
 
 def shape(

@@ -56,11 +56,12 @@ def sse(event: Any) -> bytes:
 
 
 @dataclass(frozen=True)
-class StreamPiece:
-    """One chunk event and how many completion tokens it carries (for pacing)."""
+class Delta:
+    """One chunk's delta, its finish reason, and how many tokens it carries (for pacing)."""
 
-    event: dict[str, Any]
-    tokens: int
+    delta: dict[str, Any]
+    finish: str | None = None
+    tokens: int = 0
 
 
 class ChunkBuilder:
@@ -94,32 +95,21 @@ class ChunkBuilder:
         return {**self.base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)}
 
 
-def choice_pieces(
-    build: ChunkBuilder,
-    index: int,
+def choice_deltas(
     content: str | None,
     content_chunks: Sequence[str] | None,
     tool_calls: Sequence[dict[str, Any]],
     finish_reason: str,
     chunking: Chunking,
-) -> list[StreamPiece]:
-    """The chunks of one choice: role, content deltas, tool-call deltas, finish."""
-    pieces = []
+) -> list[Delta]:
+    """The deltas of one choice: role, content, tool-call heads and fragments, finish."""
+    deltas = []
     if tool_calls and not content:
-        pieces.append(StreamPiece(build.choice(index, {"role": "assistant", "content": None}), 0))
+        deltas.append(Delta({"role": "assistant", "content": None}))
     else:
-        pieces.append(
-            StreamPiece(
-                build.choice(index, {"role": "assistant", "content": "", "refusal": None}), 0
-            )
-        )
-        parts = (
-            list(content_chunks) if content_chunks is not None else chunking.split(content or "")
-        )
-        for part in parts:
-            pieces.append(
-                StreamPiece(build.choice(index, {"content": part}), count_tokens(part) or 1)
-            )
+        deltas.append(Delta({"role": "assistant", "content": "", "refusal": None}))
+        parts = content_chunks if content_chunks is not None else chunking.split(content or "")
+        deltas += [Delta({"content": part}, tokens=count_tokens(part) or 1) for part in parts]
     for call_index, call in enumerate(tool_calls):
         function = call["function"]
         head = {
@@ -128,9 +118,9 @@ def choice_pieces(
             "type": "function",
             "function": {"name": function["name"], "arguments": ""},
         }
-        pieces.append(StreamPiece(build.choice(index, {"tool_calls": [head]}), 1))
+        deltas.append(Delta({"tool_calls": [head]}, tokens=1))
         for fragment in chunking.split(function["arguments"]):
             delta = {"tool_calls": [{"index": call_index, "function": {"arguments": fragment}}]}
-            pieces.append(StreamPiece(build.choice(index, delta), count_tokens(fragment) or 1))
-    pieces.append(StreamPiece(build.choice(index, {}, finish_reason), 0))
-    return pieces
+            deltas.append(Delta(delta, tokens=count_tokens(fragment) or 1))
+    deltas.append(Delta({}, finish=finish_reason))
+    return deltas

@@ -52,16 +52,16 @@ def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
 
 
 def _number(schema: dict[str, Any], integer: bool) -> int | float:
-    low = schema.get("minimum", schema.get("exclusiveMinimum"))
-    high = schema.get("maximum", schema.get("exclusiveMaximum"))
     step = 1 if integer else 0.5
     value: float = 0
-    if low is not None:
-        value = max(
-            value, low + (step if "exclusiveMinimum" in schema and "minimum" not in schema else 0)
-        )
-    if high is not None and value > high:
-        value = high - (step if "exclusiveMaximum" in schema and "maximum" not in schema else 0)
+    if "minimum" in schema:
+        value = max(value, schema["minimum"])
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        value = schema["exclusiveMinimum"] + step
+    if "maximum" in schema and value > schema["maximum"]:
+        value = schema["maximum"]
+    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
+        value = schema["exclusiveMaximum"] - step
     multiple = schema.get("multipleOf")
     if multiple:
         value = math.ceil(value / multiple) * multiple

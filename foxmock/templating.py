@@ -6,8 +6,11 @@ import datetime as _dt
 import json
 import random
 import re
+import time
 import uuid as _uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
@@ -17,6 +20,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from foxmock.openai.request import ChatRequest
 
 MAX_OUTPUT_CHARS = 1_000_000
+MAX_RENDER_SECONDS = 1.0
+MAX_RANGE_STEPS = 1_000_000  # across all range() loops of one render
 _MARKERS = ("{{", "{%", "{#")
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
 
@@ -49,12 +54,67 @@ def _from_json(value: Any) -> Any:
     return json.loads(str(value))
 
 
+@dataclass
+class _Budget:
+    deadline: float
+    steps: int = 0
+
+    def spend(self, steps: int = 1) -> None:
+        self.steps += steps
+        if self.steps > MAX_RANGE_STEPS:
+            raise SecurityError(f"template loops ran more than {MAX_RANGE_STEPS} steps")
+        if time.monotonic() > self.deadline:
+            raise SecurityError(f"template took longer than {MAX_RENDER_SECONDS:g}s to render")
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("foxmock_render_budget", default=None)
+
+
+def _spend(steps: int = 1) -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.spend(steps)
+
+
+def _bounded_range(*args: int) -> Iterator[int]:
+    """``range`` that counts every step against the render's budget."""
+    for i, value in enumerate(range(*args)):
+        if i % 1000 == 0:
+            _spend(1000)
+        yield value
+
+
+def _sized(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, list, tuple)) else None
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, plus bounds on repetition, powers, loop steps and render time."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            size, times = (
+                (_sized(left), right) if _sized(left) is not None else (_sized(right), left)
+            )
+            if size is not None and isinstance(times, int) and size * times > MAX_OUTPUT_CHARS:
+                raise SecurityError(f"repetition would exceed {MAX_OUTPUT_CHARS} items")
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _spend(0)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
 class TemplateEngine:
     """One sandboxed environment per server; helpers draw from the server's seeded RNG."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        env = SandboxedEnvironment(
+        env = _BoundedSandbox(
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
         env.filters.update(
@@ -70,6 +130,7 @@ class TemplateEngine:
             random_int=lambda low, high: self.rng.randint(int(low), int(high)),
             random_choice=lambda seq: self.rng.choice(list(seq)),
             json=_to_json,
+            range=_bounded_range,
         )
         self.env = env
 
@@ -119,12 +180,15 @@ class TemplateEngine:
 
     @staticmethod
     def _guard(render: Callable[[], Any]) -> Any:
+        token = _BUDGET.set(_Budget(time.monotonic() + MAX_RENDER_SECONDS))
         try:
             value = render()
         except SecurityError as exc:
             raise TemplateError(f"template refused by the sandbox: {exc}") from None
         except Exception as exc:  # a template may raise anything a helper raises
             raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            _BUDGET.reset(token)
         if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS:
             raise TemplateError(f"template output exceeds {MAX_OUTPUT_CHARS} characters")
         return value

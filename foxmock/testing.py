@@ -136,6 +136,8 @@ class MockServer:
                 loop.run_until_complete(self.start_async())
             except BaseException as exc:  # reported to the starting thread below
                 failure.append(exc)
+                loop.run_until_complete(self.stop_async())
+                loop.close()
                 ready.set()
                 return
             ready.set()
@@ -148,6 +150,8 @@ class MockServer:
         self._thread.start()
         ready.wait()
         if failure:
+            self._thread.join()
+            self._loop = self._thread = None
             raise failure[0]
 
     def stop(self) -> None:

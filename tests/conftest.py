@@ -36,10 +36,10 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             path = write_scenarios(tmp_path, yaml_text, f"scenarios{len(runners)}.yaml")
             config.setdefault("scenarios", [path])
         app = create_app(Config(**config))
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
         await site.start()
         return LiveServer(app, runner.addresses[0][1])
 

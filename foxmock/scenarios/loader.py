@@ -21,6 +21,7 @@ from foxmock.scenarios.yamlnodes import (
     format_path,
     line_of,
     load_yaml,
+    text_line,
 )
 from foxmock.streaming import Chunking
 from foxmock.templating import TemplateEngine, TemplateError
@@ -76,7 +77,7 @@ class _FileCompiler:
         try:
             return self.engine.compile(text, native=native)
         except TemplateError as exc:
-            base = line_of(self.lines, path)
+            base = text_line(self.lines, path)
             line = base + exc.line - 1 if base is not None and exc.line else base
             self.problem(path, exc.message, line)
             return lambda _ctx: ""
@@ -166,11 +167,10 @@ class _FileCompiler:
         self, spec: Mapping[str, Any], index: int, defaults: Mapping[str, Any]
     ) -> Scenario:
         path: tuple[str | int, ...] = ("scenarios", index)
-        try:
-            match = compile_match(spec.get("match"), (*path, "match"))
-        except CompileError as exc:
-            self.problem(exc.path, exc.message)
-            match = compile_match(None)
+        errors: list[CompileError] = []
+        match = compile_match(spec.get("match"), (*path, "match"), errors)
+        for error in errors:
+            self.problem(error.path, error.message)
         stream = {**(defaults.get("stream") or {}), **(spec.get("stream") or {})}
         chunks = [
             self.template(c, (*path, "stream", "chunks", i))
@@ -206,18 +206,70 @@ class _FileCompiler:
             description=str(spec.get("description", "")),
             file=self.source,
             line=line_of(self.lines, path) or 1,
+            index=index,
         )
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "object": (dict,),
+    "array": (list,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+def _could_fit(schema: Any, instance: Any) -> bool:
+    """False only when ``schema`` names types and ``instance`` is none of them."""
+    kinds = schema.get("type") if isinstance(schema, dict) else None
+    if kinds is None:
+        return True
+    for kind in [kinds] if isinstance(kinds, str) else kinds:
+        fits = isinstance(instance, _JSON_TYPES.get(kind, ()))
+        if fits and not (isinstance(instance, bool) and kind in ("integer", "number")):
+            return True
+    return False
+
+
+def _pick(error: Any) -> Any:
+    """The most telling error inside a oneOf/anyOf: one from a branch of the instance's type."""
+    from jsonschema.exceptions import best_match
+
+    while error.context:
+        branches = error.schema.get(error.validator, [])
+        fitting = [
+            sub
+            for sub in error.context
+            if _could_fit(branches[sub.relative_schema_path[0]], error.instance)
+        ]
+        error = best_match(fitting or error.context) or error
+        if error.validator not in ("oneOf", "anyOf"):
+            break
+    return error
+
+
+def _message(error: Any) -> str:
+    if error.validator in ("anyOf", "oneOf") and all(
+        sub.validator == "required" for sub in error.context
+    ):
+        names = " or ".join(repr(sub.validator_value[0]) for sub in error.context)
+        return f"needs {names} (or both)"
+    if error.validator == "const":
+        return f"must be {error.validator_value!r}, got {error.instance!r}"
+    return str(_pick(error).message)
 
 
 def _schema_problems(data: Any, source: str, lines: Lines) -> list[Problem]:
     from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import best_match
 
     validator = Draft202012Validator(scenario_schema())
     problems: list[Problem] = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        if error.context:
-            error = best_match(error.context) or error
+        message = _message(error)
+        if error.context and not message.startswith("needs "):
+            error = _pick(error)
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = list(error.schema.get("properties", {}))
@@ -233,7 +285,7 @@ def _schema_problems(data: Any, source: str, lines: Lines) -> list[Problem]:
                         Problem(source, line_of(lines, key_path), format_path(key_path), message)
                     )
             continue
-        problems.append(Problem(source, line_of(lines, path), format_path(path), error.message))
+        problems.append(Problem(source, line_of(lines, path), format_path(path), message))
     return problems
 
 
@@ -275,7 +327,7 @@ def _duplicates(scenarios: Sequence[Scenario]) -> list[Problem]:
                 Problem(
                     s.file,
                     s.line,
-                    "name",
+                    f"scenarios[{s.index}].name",
                     f"duplicate scenario name {s.name!r} (first at {seen[s.name].where})",
                 )
             )

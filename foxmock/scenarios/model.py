@@ -70,6 +70,7 @@ class Scenario:
     description: str = ""
     file: str = "<string>"
     line: int = 1
+    index: int = 0
 
     @property
     def where(self) -> str:

@@ -146,4 +146,7 @@ class ScenarioStore:
         self._swap()
 
     def _swap(self) -> None:
-        self.current = ScenarioSet([*self._files, *self._added.values()], self._models)
+        # a scenario added at run time replaces a file scenario of the same name, even after
+        # the files are reloaded
+        files = [s for s in self._files if s.name not in self._added]
+        self.current = ScenarioSet([*files, *self._added.values()], self._models)

@@ -9,6 +9,7 @@ import yaml
 Path = tuple[str | int, ...]
 Lines = dict[Path, int]
 
+TEXT = "\x00text"  # path suffix under which the first line of a scalar's text is kept
 MAX_NODES = 200_000
 MAX_DEPTH = 64
 
@@ -45,7 +46,7 @@ class _Walker:
         if isinstance(node, yaml.SequenceNode):
             out = []
             for i, item in enumerate(node.value):
-                self.lines[(*path, i)] = item.start_mark.line + 1
+                self._remember((*path, i), item)
                 out.append(self.walk(item, (*path, i), depth + 1))
             return out
         return self.loader.construct_object(node, deep=True)
@@ -62,8 +63,20 @@ class _Walker:
                 raise YamlProblem(f"duplicate key {key!r}", line)
             sub = (*path, str(key))
             self.lines[sub] = line
+            if isinstance(value_node, yaml.ScalarNode):
+                self._text_line(sub, value_node)
             out[key] = self.walk(value_node, sub, depth + 1)
         return out
+
+    def _remember(self, path: Path, node: yaml.Node) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            self._text_line(path, node)
+
+    def _text_line(self, path: Path, node: yaml.ScalarNode) -> None:
+        # a block scalar (| or >) starts its text on the line after its indicator
+        block = node.style in ("|", ">")
+        self.lines[(*path, TEXT)] = node.start_mark.line + 1 + (1 if block else 0)
 
 
 def load_yaml(text: str) -> tuple[Any, Lines]:
@@ -78,7 +91,9 @@ def load_yaml(text: str) -> tuple[Any, Lines]:
         value = walker.walk(node, (), 0)
         return value, walker.lines
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # a scanner's context mark is where the broken token began (say, an unclosed quote)
+        scanner = isinstance(exc, yaml.scanner.ScannerError)
+        mark = (exc.context_mark if scanner else None) or exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         message = " ".join(part for part in (exc.context, exc.problem) if part)
         raise YamlProblem(message or str(exc), line) from None
@@ -95,6 +110,11 @@ def line_of(lines: Lines, path: Path) -> int | None:
         if line is not None:
             return line
     return None
+
+
+def text_line(lines: Lines, path: Path) -> int | None:
+    """The line where the text of the scalar at ``path`` begins."""
+    return lines.get((*path, TEXT)) or line_of(lines, path)
 
 
 def format_path(path: Path) -> str:
