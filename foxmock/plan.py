@@ -18,6 +18,8 @@ from foxmock.openai.responses import make_id
 from foxmock.scenarios.model import Fault, Scenario
 from foxmock.streaming import DONE, ChunkBuilder, Delta, choice_deltas, sse
 
+SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+
 
 @dataclass
 class Plan:
@@ -44,89 +46,94 @@ def error_plan(error: RequestError, delay: float = 0.0) -> Plan:
     )
 
 
-def _deltas(answer: Answer, scenario: Scenario) -> list[Delta]:
-    return choice_deltas(
-        answer.content, answer.chunks, answer.tool_calls, answer.finish_reason, scenario.chunking
-    )
+@dataclass
+class _Shaping:
+    """One rendered answer on its way to a plan, with what decides its timing and failure."""
 
+    scenario: Scenario
+    req: ChatRequest
+    ctx: Mapping[str, Any]
+    answer: Answer
+    latency: Latency
+    scale: float
+    rng: random.Random
+    fault: Fault | None
 
-def _stream_plan(
-    answer: Answer,
-    req: ChatRequest,
-    scenario: Scenario,
-    latency: Latency,
-    scale: float,
-    rng: random.Random,
-    completion_id: str,
-    fault: Fault | None,
-    ctx: Mapping[str, Any],
-) -> Plan:
-    include_usage = bool((req.body.get("stream_options") or {}).get("include_usage"))
-    build = ChunkBuilder(completion_id, int(time.time()), answer.model, include_usage)
-    deltas = _deltas(answer, scenario)
-    times = latency.schedule([d.tokens for d in deltas], rng, scale)
-    n = req.body.get("n") or 1
-    # the n choices are generated side by side: each step carries every choice's delta
-    frames, offsets = [], []
-    for step, at in zip(deltas, times, strict=True):
-        for index in range(n):
-            frames.append(sse(build.choice(index, step.delta, step.finish)))
-            offsets.append(at)
-    if include_usage:
-        frames.append(sse(build.usage(answer.prompt_tokens, answer.completion_tokens * n)))
+    @property
+    def n(self) -> int:
+        return int(self.req.body.get("n") or 1)
+
+    def timed_deltas(self) -> tuple[list[Delta], list[float]]:
+        """One choice's deltas and when each is due (the n choices share the timing)."""
+        answer = self.answer
+        deltas = choice_deltas(
+            answer.content,
+            answer.chunks,
+            answer.tool_calls,
+            answer.finish_reason,
+            self.scenario.chunking,
+        )
+        return deltas, self.latency.schedule([d.tokens for d in deltas], self.rng, self.scale)
+
+    def stream(self, completion_id: str) -> Plan:
+        answer, n = self.answer, self.n
+        include_usage = bool((self.req.body.get("stream_options") or {}).get("include_usage"))
+        build = ChunkBuilder(completion_id, int(time.time()), answer.model, include_usage)
+        deltas, times = self.timed_deltas()
+        # the n choices are generated side by side: each step carries every choice's delta
+        frames, offsets = [], []
+        for step, at in zip(deltas, times, strict=True):
+            for index in range(n):
+                frames.append(sse(build.choice(index, step.delta, step.finish)))
+                offsets.append(at)
+        if include_usage:
+            frames.append(sse(build.usage(answer.prompt_tokens, answer.completion_tokens * n)))
+            offsets.append(offsets[-1])
+        frames.append(DONE)
         offsets.append(offsets[-1])
-    frames.append(DONE)
-    offsets.append(offsets[-1])
-    plan = Plan(
-        headers={"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"},
-        frames=frames,
-        offsets=offsets,
-    )
-    if fault is None:
+        plan = Plan(
+            headers={
+                "content-type": "text/event-stream; charset=utf-8",
+                "cache-control": "no-cache",
+            },
+            frames=frames,
+            offsets=offsets,
+        )
+        if self.fault is not None:
+            self._break(plan, frames, offsets, self.fault)
         return plan
-    cut = min(fault.after_chunks, len(frames) - 1)
-    if fault.kind == "no_done":
-        del frames[-1], offsets[-1]
-    elif fault.kind == "disconnect":
-        del frames[cut:], offsets[cut:]
-        plan.disconnect = True
-    elif fault.kind in ("stream_error", "malformed_chunk"):
-        due = offsets[cut]
-        tail = MALFORMED_FRAME
-        if fault.kind == "stream_error":
-            tail = sse(fault_error(fault, ctx, scenario.where).envelope())
-        frames[cut:] = [tail]
-        offsets[cut:] = [due]
-    return plan
 
+    def _break(self, plan: Plan, frames: list[bytes], offsets: list[float], fault: Fault) -> None:
+        cut = min(fault.after_chunks, len(frames) - 1)
+        if fault.kind == "no_done":
+            del frames[-1], offsets[-1]
+        elif fault.kind == "disconnect":
+            del frames[cut:], offsets[cut:]
+            plan.disconnect = True
+        elif fault.kind in ("stream_error", "malformed_chunk"):
+            tail = MALFORMED_FRAME
+            if fault.kind == "stream_error":
+                tail = sse(fault_error(fault, self.ctx, self.scenario.where).envelope())
+            frames[cut:], offsets[cut:] = [tail], [offsets[cut]]
 
-def _body_plan(
-    answer: Answer,
-    req: ChatRequest,
-    latency: Latency,
-    scale: float,
-    rng: random.Random,
-    completion_id: str,
-    fault: Fault | None,
-    ctx: Mapping[str, Any],
-    scenario: Scenario,
-) -> Plan:
-    n = req.body.get("n") or 1
-    body = json.dumps(
-        completion_body(answer, completion_id, int(time.time()), n), ensure_ascii=False
-    ).encode()
-    delay = 0.0
-    if not latency.is_zero:  # as long as the same answer would take to stream
-        delay = latency.schedule([d.tokens for d in _deltas(answer, scenario)], rng, scale)[-1]
-    plan = Plan(headers={"content-type": "application/json"}, body=body, delay=delay)
-    if fault is None or fault.kind == "no_done":
-        return plan
-    if fault.kind == "disconnect":
-        return Plan(body=None, delay=delay, disconnect=True)
-    if fault.kind == "malformed_chunk":
-        plan.body = body[: max(len(body) // 2, 1)]
-        return plan
-    return error_plan(fault_error(fault, ctx, scenario.where), delay)
+    def body(self, completion_id: str) -> Plan:
+        body = json.dumps(
+            completion_body(self.answer, completion_id, int(time.time()), self.n),
+            ensure_ascii=False,
+        ).encode()
+        delay = 0.0
+        if not self.latency.is_zero:  # as long as the same answer would take to stream
+            delay = self.timed_deltas()[1][-1]
+        plan = Plan(headers={"content-type": "application/json"}, body=body, delay=delay)
+        fault = self.fault
+        if fault is None or fault.kind == "no_done":
+            return plan
+        if fault.kind == "disconnect":
+            return Plan(body=None, delay=delay, disconnect=True)
+        if fault.kind == "malformed_chunk":
+            plan.body = body[: max(len(body) // 2, 1)]
+            return plan
+        return error_plan(fault_error(fault, self.ctx, self.scenario.where), delay)
 
 
 def shape(
@@ -152,19 +159,21 @@ def shape(
                 code="scenario_incomplete",
             )
         )
-    fault_kind = fault.kind if fault is not None else None
-    extra_delay = fault.duration * scale if fault is not None and fault.kind == "hang" else 0.0
-    if fault is not None and fault.kind == "hang":
-        fault = None
-    answer = render_answer(scenario, scenario.respond, req, ctx, rng)
-    latency = scenario.latency.merged_over(default_latency)
+    hang = fault.duration * scale if fault is not None and fault.kind == "hang" else 0.0
+    shaping = _Shaping(
+        scenario=scenario,
+        req=req,
+        ctx=ctx,
+        answer=render_answer(scenario, scenario.respond, req, ctx, rng),
+        latency=scenario.latency.merged_over(default_latency),
+        scale=scale,
+        rng=rng,
+        fault=None if fault is None or fault.kind == "hang" else fault,
+    )
     completion_id = make_id("cmpl_", rng)
-    if req.stream:
-        plan = _stream_plan(answer, req, scenario, latency, scale, rng, completion_id, fault, ctx)
-    else:
-        plan = _body_plan(answer, req, latency, scale, rng, completion_id, fault, ctx, scenario)
-    plan.delay += extra_delay
-    plan.headers.update(answer.headers)
-    plan.answer = answer
-    plan.fault = fault_kind
+    plan = shaping.stream(completion_id) if req.stream else shaping.body(completion_id)
+    plan.delay += hang
+    plan.headers.update(shaping.answer.headers)
+    plan.answer = shaping.answer
+    plan.fault = fault.kind if fault is not None else None
     return plan
