@@ -32,6 +32,7 @@ class Answer:
     completion_tokens: int
     headers: dict[str, str] = field(default_factory=dict)
     chunks: list[str] | None = None
+    argument_chunks: list[list[str] | None] = field(default_factory=list)
 
 
 def _text(render: Any, ctx: Mapping[str, Any]) -> str:
@@ -49,12 +50,14 @@ def _tool_schema(req: ChatRequest, name: str) -> tuple[dict[str, Any] | None, bo
 
 def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: Mapping[str, Any]) -> str:
     schema, strict = _tool_schema(req, name)
-    if spec.arguments is None:
+    if spec.arguments is None and spec.chunks is None:
         value = synthesize_valid(schema) if schema else {}
         return json.dumps(value, ensure_ascii=False)
-    arguments = spec.arguments(ctx)
-    if not isinstance(arguments, str):
-        arguments = json.dumps(arguments, ensure_ascii=False)
+    if spec.arguments is None:
+        arguments = "".join(_text(c, ctx) for c in spec.chunks or ())
+    else:
+        value = spec.arguments(ctx)
+        arguments = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     try:
         parsed = json.loads(arguments)
     except ValueError as exc:
@@ -150,6 +153,10 @@ def render_answer(
         if content is None and chunks is not None:
             content = "".join(chunks)
         calls = _tool_calls(respond, req, ctx, rng)
+        argument_chunks = [
+            [_text(c, ctx) for c in spec.chunks] if spec.chunks else None
+            for spec in respond.tool_calls
+        ]
         if content is None and not calls:
             content = _default_content(req)
         if content is not None and not calls:
@@ -179,6 +186,7 @@ def render_answer(
         completion_tokens=respond.usage.get("completion_tokens", completion),
         headers=headers,
         chunks=chunks,
+        argument_chunks=argument_chunks,
     )
 
 

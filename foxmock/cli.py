@@ -7,12 +7,16 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from foxmock._exceptions import ScenarioError
 from foxmock.config import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, Config, api_keys_from_env
 from foxmock.journal import DEFAULT_JOURNAL_SIZE
+from foxmock.recorder.capture import MATCH_KEYS
+from foxmock.recorder.modes import RecordMode
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -55,19 +59,8 @@ def _latency(text: str | None) -> dict[str, object] | None:
     return value  # type: ignore[no-any-return]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="foxmock", description="Offline, OpenAI-compatible mock of the Foxora chat API."
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    serve = commands.add_parser(
-        "serve",
-        help="run the mock server",
-        description="Serve /v1/chat/completions and /v1/models from scenario files.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def _server_options(serve: argparse.ArgumentParser) -> None:
+    """Options shared by ``serve`` and ``record``."""
     serve.add_argument(
         "--host",
         default=os.environ.get("FOXMOCK_HOST", DEFAULT_HOST),
@@ -147,6 +140,81 @@ def _parser() -> argparse.ArgumentParser:
         help="log verbosity (env FOXMOCK_LOG_LEVEL)",
     )
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="foxmock", description="Offline, OpenAI-compatible mock of the Foxora chat API."
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the mock server",
+        description="Serve /v1/chat/completions and /v1/models from scenario files.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _server_options(serve)
+
+    record = commands.add_parser(
+        "record",
+        help="proxy to a real upstream and write what it says as scenario files",
+        description="Forward requests to an OpenAI-compatible upstream, relay its answers "
+        "live, and write them as ordinary scenario files (keys are never written).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    record.add_argument(
+        "--upstream",
+        default=os.environ.get("FOXMOCK_UPSTREAM"),
+        metavar="URL",
+        help="the upstream's base URL, e.g. https://api.example.com/v1 (env FOXMOCK_UPSTREAM)",
+    )
+    record.add_argument(
+        "--mode",
+        default=os.environ.get("FOXMOCK_RECORD_MODE", "record-missing"),
+        choices=[m.value for m in RecordMode],
+        help="replay: recordings only; record: always forward and write; record-missing: "
+        "replay what matches, record the rest; passthrough: forward, write nothing",
+    )
+    record.add_argument(
+        "--out",
+        default=os.environ.get("FOXMOCK_RECORDINGS", "recordings"),
+        metavar="DIR",
+        help="directory the recordings are written to and replayed from",
+    )
+    record.add_argument(
+        "--upstream-api-key",
+        default=os.environ.get("FOXMOCK_UPSTREAM_API_KEY"),
+        metavar="KEY",
+        help="key to send upstream instead of the client's (env FOXMOCK_UPSTREAM_API_KEY)",
+    )
+    record.add_argument(
+        "--redact",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="replace matches of this pattern with [REDACTED] in recordings (repeatable)",
+    )
+    record.add_argument(
+        "--allow-secrets",
+        action="store_true",
+        help="write recordings even when they hold text shaped like a key",
+    )
+    record.add_argument(
+        "--match-on",
+        default="model,messages,tools",
+        metavar="KEYS",
+        help=f"what a recording matches on, from: {', '.join(MATCH_KEYS)}",
+    )
+    record.add_argument(
+        "--upstream-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="give up on an upstream that sends nothing for this long (504)",
+    )
+    _server_options(record)
+
     validate = commands.add_parser(
         "validate", help="check scenario files and report every problem with file and line"
     )
@@ -163,6 +231,28 @@ def _scenario_paths(given: Sequence[str] | None) -> list[str]:
     return [p for p in env.split(os.pathsep) if p]
 
 
+def _record_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command != "record":
+        return {}
+    if args.mode != RecordMode.REPLAY.value and not args.upstream:
+        raise SystemExit(f"foxmock: record mode {args.mode!r} needs --upstream URL")
+    match_on = [k.strip() for k in args.match_on.split(",") if k.strip()]
+    unknown = [k for k in match_on if k not in MATCH_KEYS]
+    if unknown:
+        raise SystemExit(f"foxmock: --match-on: unknown key(s) {', '.join(unknown)}")
+    return {
+        "record_mode": args.mode,
+        "upstream": args.upstream,
+        "upstream_api_key": args.upstream_api_key,
+        "recordings": args.out,
+        "redact": args.redact,
+        "allow_secrets": args.allow_secrets,
+        "record_match": match_on,
+        "upstream_timeout": args.upstream_timeout,
+        "bundled": False,
+    }
+
+
 def _serve(args: argparse.Namespace) -> int:
     from foxmock.server import STATE, create_app
     from foxmock.server.run import serve_forever
@@ -171,6 +261,7 @@ def _serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = Config(
+        **_record_options(args),
         scenarios=_scenario_paths(args.scenarios),
         host=args.host,
         port=args.port,
@@ -188,6 +279,9 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(config)
     except ScenarioError as exc:
         _print_problems(exc)
+        return 2
+    except re.error as exc:
+        print(f"foxmock: --redact: invalid regular expression: {exc}", file=sys.stderr)
         return 2
     paths = ", ".join(str(p) for p in config.scenario_paths())
     count = len(app[STATE].scenarios)
@@ -246,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"foxmock {__version__}")
         return 0
-    if args.command == "serve":
+    if args.command in ("serve", "record"):
         return _serve(args)
     if args.command == "validate":
         return _validate(args)

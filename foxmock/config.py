@@ -33,11 +33,24 @@ class Config:
     admin_token: str | None = None
     watch: bool = False
     watch_interval: float = 0.5
+    record_mode: str | None = None
+    upstream: str | None = None
+    upstream_api_key: str | None = None
+    recordings: str | Path | None = None
+    redact: Sequence[str] = ()
+    allow_secrets: bool = False
+    record_match: Sequence[str] = ("model", "messages", "tools")
+    upstream_timeout: float = 120.0
 
     def scenario_paths(self) -> list[Path]:
-        """The scenario paths to load; the bundled defaults when none are given (and allowed)."""
-        if self.scenarios or not self.bundled:
-            return [Path(p) for p in self.scenarios]
+        """The scenario paths to load (recordings last); the bundled set when none are given."""
+        paths = [Path(p) for p in self.scenarios]
+        if self.recordings is not None:
+            recordings = Path(self.recordings)
+            if recordings.is_dir() and any(recordings.glob("*.y*ml")):
+                paths.append(recordings)
+        if paths or not self.bundled:
+            return paths
         return [default_scenarios_path()]
 
 

@@ -72,6 +72,7 @@ class _Shaping:
             answer.tool_calls,
             answer.finish_reason,
             self.scenario.chunking,
+            answer.argument_chunks,
         )
         return deltas, self.latency.schedule([d.tokens for d in deltas], self.rng, self.scale)
 

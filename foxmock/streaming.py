@@ -101,6 +101,7 @@ def choice_deltas(
     tool_calls: Sequence[dict[str, Any]],
     finish_reason: str,
     chunking: Chunking,
+    argument_chunks: Sequence[Sequence[str] | None] = (),
 ) -> list[Delta]:
     """The deltas of one choice: role, content, tool-call heads and fragments, finish."""
     deltas = []
@@ -119,7 +120,9 @@ def choice_deltas(
             "function": {"name": function["name"], "arguments": ""},
         }
         deltas.append(Delta({"tool_calls": [head]}, tokens=1))
-        for fragment in chunking.split(function["arguments"]):
+        explicit = argument_chunks[call_index] if call_index < len(argument_chunks) else None
+        fragments = explicit if explicit is not None else chunking.split(function["arguments"])
+        for fragment in fragments:
             delta = {"tool_calls": [{"index": call_index, "function": {"arguments": fragment}}]}
             deltas.append(Delta(delta, tokens=count_tokens(fragment) or 1))
     deltas.append(Delta({}, finish=finish_reason))

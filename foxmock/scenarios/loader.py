@@ -108,18 +108,23 @@ class _FileCompiler:
         shape = self.structure(value, path)
         return lambda ctx: json.dumps(shape(ctx), ensure_ascii=False)
 
+    def tool_call(self, call: Mapping[str, Any], path: tuple[str | int, ...]) -> ToolCallSpec:
+        chunks = call.get("chunks")
+        if chunks is not None and "arguments" in call:
+            self.problem((*path, "chunks"), "give either arguments or chunks, not both")
+        return ToolCallSpec(
+            name=self.template(call["name"], (*path, "name")),
+            arguments=self.arguments(call.get("arguments"), (*path, "arguments")),
+            id=self.template(call["id"], (*path, "id")) if "id" in call else None,
+            chunks=None
+            if chunks is None
+            else [self.template(c, (*path, "chunks", i)) for i, c in enumerate(chunks)],
+        )
+
     def respond(self, spec: Mapping[str, Any], path: tuple[str | int, ...]) -> Respond:
         content = spec.get("content")
         calls = [
-            ToolCallSpec(
-                name=self.template(call["name"], (*path, "tool_calls", i, "name")),
-                arguments=self.arguments(
-                    call.get("arguments"), (*path, "tool_calls", i, "arguments")
-                ),
-                id=self.template(call["id"], (*path, "tool_calls", i, "id"))
-                if "id" in call
-                else None,
-            )
+            self.tool_call(call, (*path, "tool_calls", i))
             for i, call in enumerate(spec.get("tool_calls") or [])
         ]
         return Respond(

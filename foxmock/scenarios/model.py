@@ -21,6 +21,7 @@ class ToolCallSpec:
     name: Render
     arguments: Render | None
     id: Render | None = None
+    chunks: Sequence[Render] | None = None
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from aiohttp import web
 
 from foxmock.config import Config
 from foxmock.journal import Journal
 from foxmock.latency import Latency
+from foxmock.recorder import Recorder, RecorderSettings, RecordMode
 from foxmock.scenarios.store import ScenarioStore
 from foxmock.server import handlers
 from foxmock.server.admin import PREFIX, admin_app
@@ -17,6 +19,28 @@ from foxmock.server.errors import error_middleware
 from foxmock.server.state import STATE, ServerState
 from foxmock.server.watch import watch_ctx
 from foxmock.templating import TemplateEngine
+
+
+def make_recorder(config: Config, store: ScenarioStore) -> Recorder | None:
+    """The recorder a config asks for, or None (replay needs none: it only serves files)."""
+    if config.record_mode is None:
+        return None
+    mode = RecordMode.parse(config.record_mode)
+    if mode is RecordMode.REPLAY:
+        return None
+    if not config.upstream:
+        raise ValueError(f"record mode {mode.value!r} needs an upstream URL")
+    settings = RecorderSettings(
+        mode=mode,
+        upstream=config.upstream,
+        directory=Path(config.recordings or "recordings"),
+        api_key=config.upstream_api_key,
+        redact=config.redact,
+        allow_secrets=config.allow_secrets,
+        match_on=config.record_match,
+        timeout=config.upstream_timeout,
+    )
+    return Recorder(settings, store)
 
 
 def create_app(config: Config | None = None) -> web.Application:
@@ -35,6 +59,7 @@ def create_app(config: Config | None = None) -> web.Application:
         api_keys=frozenset(config.api_keys),
         latency=Latency.parse(config.latency),
     )
+    state.recorder = make_recorder(config, store)
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=[error_middleware, auth_middleware],

@@ -109,6 +109,11 @@ async def _chat(request: web.Request, state: ServerState, entry: Entry) -> web.S
     entry.stream = req.stream
     scenarios = state.scenarios
     scenario = scenarios.find(req)
+    recorder = state.recorder
+    if recorder is not None and recorder.mode.forwards(scenario is not None):
+        response, recorded = await recorder.forward(request, body)
+        entry.scenario = recorded or f"<{recorder.mode.value}: {recorder.settings.upstream}>"
+        return response
     if scenario is None:
         error = no_match_error(scenarios, req)
         entry.near_miss = error.message

@@ -12,6 +12,7 @@ from foxmock.config import Config
 from foxmock.journal import Journal
 from foxmock.latency import Latency
 from foxmock.matching import Text
+from foxmock.recorder.proxy import Recorder
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.scenarios.store import ScenarioStore
 from foxmock.templating import TemplateEngine
@@ -29,6 +30,7 @@ class ServerState:
     api_keys: frozenset[str] = frozenset()
     latency: Latency = Latency()
     journal: Journal = field(default_factory=Journal)
+    recorder: Recorder | None = None
 
     @property
     def scenarios(self) -> ScenarioSet:

@@ -1,0 +1,247 @@
+"""Turn a captured exchange (request, answer or stream, timing) into a scenario. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from foxmock.openai.request import ChatRequest
+from foxmock.recorder.redact import REDACTED, Redactor
+
+MATCH_KEYS = ("model", "messages", "tools", "tool_choice", "response_format", "stream", "last_user")
+DEFAULT_MATCH = ("model", "messages", "tools")
+_MARKERS = ("{{", "{%", "{#")
+
+
+@dataclass
+class Exchange:
+    """One request forwarded upstream and what came back."""
+
+    request: dict[str, Any]
+    status: int = 0
+    body: Any = None
+    events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    streamed: bool = False
+    elapsed: float = 0.0
+
+
+def literal(text: str) -> str:
+    """``text`` as a template that renders to exactly itself."""
+    if not any(marker in text for marker in _MARKERS):
+        return text
+    return (
+        "{% raw %}"
+        + text.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}{% raw %}")
+        + "{% endraw %}"
+    )
+
+
+def _ms(seconds: float) -> str:
+    return f"{max(seconds, 0.0) * 1000:.0f}ms"
+
+
+def _redacted_pattern(text: str) -> str:
+    return "^" + re.escape(text).replace(re.escape(REDACTED), r"[\s\S]*?") + "$"
+
+
+def _messages_match(original: list[Any], redacted: list[Any]) -> dict[str, Any]:
+    """Exact equality, or per message where redaction changed a text (the span matches anything)."""
+    if original == redacted:
+        return {"messages": {"equals": redacted}}
+    out: dict[str, Any] = {f"messages[{len(redacted)}]": {"exists": False}}
+    for i, (before, after) in enumerate(zip(original, redacted, strict=True)):
+        if before == after:
+            out[f"messages[{i}]"] = {"equals": after}
+            continue
+        for key, value in after.items():
+            if isinstance(value, str) and value != before.get(key):
+                out[f"messages[{i}].{key}"] = {"regex": _redacted_pattern(value)}
+            elif value == before.get(key):
+                out[f"messages[{i}].{key}"] = {"equals": value}
+            else:
+                out[f"messages[{i}].{key}"] = {"exists": True}
+    return out
+
+
+def build_match(request: dict[str, Any], on: Sequence[str], redactor: Redactor) -> dict[str, Any]:
+    """The ``match`` block for a recorded request, on the chosen keys."""
+    match: dict[str, Any] = {}
+    body: dict[str, Any] = {}
+    for key in on:
+        if key == "model":
+            match["model"] = redactor.text(request["model"])
+        elif key == "stream":
+            match["stream"] = request.get("stream") is True
+        elif key == "last_user":
+            match["last_user"] = redactor.text(ChatRequest(request).last_user)
+        elif key == "messages":
+            body.update(_messages_match(request["messages"], redactor.deep(request["messages"])))
+        elif key in request:
+            body[key] = {"equals": redactor.deep(request[key])}
+        else:
+            body[key] = {"exists": False}
+    if body:
+        match["body"] = body
+    return match
+
+
+def assemble(events: Sequence[tuple[float, dict[str, Any]]]) -> dict[str, Any]:
+    """Content chunks, tool calls (with their argument fragments), finish reason and usage."""
+    content: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    finish, usage, model = None, None, None
+    for _, event in events:
+        model = event.get("model", model)
+        usage = event.get("usage") or usage
+        for choice in event.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                content.append(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                slot = calls.setdefault(call.get("index", 0), {"chunks": []})
+                if call.get("id"):
+                    slot["id"] = call["id"]
+                function = call.get("function") or {}
+                if function.get("name"):
+                    slot["name"] = function["name"]
+                if function.get("arguments"):
+                    slot["chunks"].append(function["arguments"])
+            finish = choice.get("finish_reason") or finish
+    return {
+        "content": content,
+        "tool_calls": [calls[i] for i in sorted(calls)],
+        "finish_reason": finish,
+        "usage": usage,
+        "model": model,
+    }
+
+
+def _stream_latency(events: Sequence[tuple[float, dict[str, Any]]]) -> dict[str, Any]:
+    times = [t for t, e in events if e.get("choices")]
+    if not times:
+        return {}
+    latency: dict[str, Any] = {"ttft": _ms(times[0])}
+    if len(times) > 1:
+        latency["chunk_delay"] = _ms((times[-1] - times[0]) / (len(times) - 1))
+    return latency
+
+
+def _usage(usage: Any) -> dict[str, int]:
+    if not isinstance(usage, dict):
+        return {}
+    return {k: int(usage[k]) for k in ("prompt_tokens", "completion_tokens") if k in usage}
+
+
+def _respond_from_body(body: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    choice = (body.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    respond: dict[str, Any] = {}
+    if message.get("content") is not None:
+        respond["content"] = literal(redactor.text(message["content"]))
+    calls = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        out = {
+            "name": function.get("name"),
+            "arguments": literal(redactor.text(function.get("arguments") or "{}")),
+        }
+        if call.get("id"):
+            out["id"] = call["id"]
+        calls.append(out)
+    if calls:
+        respond["tool_calls"] = calls
+    if choice.get("finish_reason"):
+        respond["finish_reason"] = choice["finish_reason"]
+    if usage := _usage(body.get("usage")):
+        respond["usage"] = usage
+    return respond
+
+
+def _respond_from_stream(
+    assembled: dict[str, Any], redactor: Redactor
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    respond: dict[str, Any] = {}
+    stream: dict[str, Any] = {}
+    if assembled["content"]:
+        stream["chunks"] = [literal(redactor.text(c)) for c in assembled["content"]]
+    calls = []
+    for call in assembled["tool_calls"]:
+        out: dict[str, Any] = {"name": call.get("name")}
+        if call.get("id"):
+            out["id"] = call["id"]
+        if call["chunks"]:
+            out["chunks"] = [literal(redactor.text(c)) for c in call["chunks"]]
+        else:
+            out["arguments"] = "{}"
+        calls.append(out)
+    if calls:
+        respond["tool_calls"] = calls
+    if not stream and not calls:
+        respond["content"] = ""
+    if assembled["finish_reason"]:
+        respond["finish_reason"] = assembled["finish_reason"]
+    if usage := _usage(assembled["usage"]):
+        respond["usage"] = usage
+    return respond, stream
+
+
+def _fault(status: int, body: Any, redactor: Redactor) -> dict[str, Any]:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        text = body if isinstance(body, str) else json.dumps(body)
+        return {"status": status, "message": literal(redactor.text(text[:2000]))}
+    fault: dict[str, Any] = {"status": status}
+    fault["message"] = literal(redactor.text(str(error.get("message") or f"HTTP {status}")))
+    for key in ("type", "code", "param"):
+        if isinstance(error.get(key), str):
+            fault[key] = error[key]
+    return fault
+
+
+def _answered_model(respond: dict[str, Any], request: dict[str, Any], model: Any) -> None:
+    if isinstance(model, str) and model and model != request.get("model"):
+        respond["model"] = literal(model)
+
+
+def recording_name(request: dict[str, Any], match: dict[str, Any], redactor: Redactor) -> str:
+    """A stable, readable name: a slug of the last user message and a hash of the match."""
+    text = redactor.text(ChatRequest(request).last_user or ChatRequest(request).last_message)
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-") or "request"
+    digest = hashlib.sha256(json.dumps(match, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{slug}-{digest}"
+
+
+def build_scenario(
+    exchange: Exchange, *, on: Sequence[str], redactor: Redactor, upstream: str, when: str
+) -> dict[str, Any]:
+    """The scenario that replays ``exchange``."""
+    match = build_match(exchange.request, on, redactor)
+    scenario: dict[str, Any] = {
+        "name": recording_name(exchange.request, match, redactor),
+        "description": f"recorded from {upstream} at {when}",
+        "match": match,
+    }
+    if exchange.status >= 400:
+        scenario["fault"] = _fault(exchange.status, exchange.body, redactor)
+        scenario["latency"] = {"ttft": _ms(exchange.elapsed)}
+    elif exchange.streamed:
+        assembled = assemble(exchange.events)
+        respond, stream = _respond_from_stream(assembled, redactor)
+        _answered_model(respond, exchange.request, assembled["model"])
+        scenario["respond"] = respond
+        if stream:
+            scenario["stream"] = stream
+        if latency := _stream_latency(exchange.events):
+            scenario["latency"] = latency
+    else:
+        respond = _respond_from_body(exchange.body, redactor)
+        _answered_model(respond, exchange.request, exchange.body.get("model"))
+        scenario["respond"] = respond
+        scenario["latency"] = {"ttft": _ms(exchange.elapsed)}
+    return scenario
