@@ -7,15 +7,28 @@ ini options; the first source that sets a value wins, also for the scenarios ser
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from foxmock.recorder import Recorder, RecorderSettings, RecordMode
 from foxmock.testing import MockServer
 
-SETTINGS = ("scenarios", "yaml", "data", "strict", "expect_used", "time_scale", "seed")
+SETTINGS = (
+    "scenarios",
+    "yaml",
+    "data",
+    "strict",
+    "expect_used",
+    "time_scale",
+    "seed",
+    "record_mode",
+    "upstream",
+)
+SCALARS = ("strict", "expect_used", "time_scale", "seed", "record_mode", "upstream")
 _SETTINGS_KEY = pytest.StashKey[dict[str, Any]]()
 _SERVER_KEY = pytest.StashKey[MockServer]()
 API_KEY = "foxmock-test-key"
@@ -50,18 +63,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="multiply every scenario delay by X (0 removes delays)",
     )
     group.addoption("--foxmock-seed", type=int, metavar="N", help="seed foxmock's randomness")
+    group.addoption(
+        "--foxmock-record-mode",
+        choices=[m.value for m in RecordMode],
+        help="record and replay per test: replay, record, record-missing or passthrough",
+    )
+    group.addoption(
+        "--foxmock-upstream", metavar="URL", help="the real API to record from (base URL)"
+    )
     parser.addini("foxmock_scenarios", "scenario files or directories", type="paths")
     parser.addini("foxmock_strict", "fail tests on unmatched requests", type="bool", default=True)
     parser.addini("foxmock_time_scale", "multiply every scenario delay by this", default="1")
     parser.addini("foxmock_seed", "seed foxmock's randomness", default="")
+    parser.addini("foxmock_record_mode", "replay, record, record-missing or passthrough")
+    parser.addini("foxmock_upstream", "the real API to record from (base URL)")
+    parser.addini(
+        "foxmock_recordings",
+        "where recordings live (default: a 'recordings' folder beside each test file)",
+        type="paths",
+    )
+    parser.addini("foxmock_redact", "regexes to redact from recordings", type="linelist")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "foxmock(scenarios=None, yaml=None, data=None, strict=None, expect_used=None, "
-        "time_scale=None): foxmock settings for this test (scenario paths are relative to the "
-        "test file)",
+        "time_scale=None, seed=None, record_mode=None, upstream=None): foxmock settings for "
+        "this test (scenario paths are relative to the test file)",
     )
 
 
@@ -71,6 +100,8 @@ def _cli(config: pytest.Config) -> dict[str, Any]:
         "strict": config.getoption("foxmock_strict"),
         "time_scale": config.getoption("foxmock_time_scale"),
         "seed": config.getoption("foxmock_seed"),
+        "record_mode": config.getoption("foxmock_record_mode"),
+        "upstream": config.getoption("foxmock_upstream"),
     }
     return {k: v for k, v in values.items() if v is not None}
 
@@ -86,7 +117,50 @@ def _ini(config: pytest.Config) -> dict[str, Any]:
     seed = str(config.getini("foxmock_seed")).strip()
     if seed:
         values["seed"] = int(seed)
+    for key in ("record_mode", "upstream"):
+        value = str(config.getini(f"foxmock_{key}") or "").strip()
+        if value:
+            values[key] = value
     return values
+
+
+def recordings_dir(item: pytest.Item) -> Path:
+    """Where one test's recordings live: ``BASE/<module>/<test name>/``."""
+    test_file = Path(str(item.fspath))
+    bases = item.config.getini("foxmock_recordings")
+    base = Path(bases[0]) if bases else test_file.parent / "recordings"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", item.name).strip("-") or "test"
+    return base / test_file.stem / name
+
+
+def _attach_recordings(server: MockServer, item: pytest.Item, settings: dict[str, Any]) -> None:
+    """Serve the test's recordings and, for recording modes, forward what the mode says."""
+    server.state.recorder = None
+    if not settings.get("record_mode"):
+        return
+    mode = RecordMode.parse(settings["record_mode"])
+    if "sources" not in settings:  # recordings replace the bundled set, which matches anything
+        server.clear()
+    directory = recordings_dir(item)
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.yaml")):
+            server.add(path, replace=True)
+    if mode is RecordMode.REPLAY:
+        return
+    upstream = settings.get("upstream")
+    if not upstream:
+        raise pytest.UsageError(
+            f"record mode {mode.value!r} needs an upstream: --foxmock-upstream URL or the "
+            "foxmock_upstream ini option"
+        )
+    recorder_settings = RecorderSettings(
+        mode=mode,
+        upstream=upstream,
+        directory=directory,
+        api_key=os.environ.get("FOXMOCK_UPSTREAM_API_KEY"),
+        redact=item.config.getini("foxmock_redact"),
+    )
+    server.state.recorder = Recorder(recorder_settings, server.state.store)
 
 
 def _marker(item: pytest.Item) -> dict[str, Any]:
@@ -116,7 +190,7 @@ def resolve(*layers: dict[str, Any]) -> dict[str, Any]:
     for layer in layers:
         if "sources" not in out and any(k in layer for k in ("scenarios", "yaml", "data")):
             out["sources"] = {k: layer[k] for k in ("scenarios", "yaml", "data") if k in layer}
-        for key in ("strict", "expect_used", "time_scale", "seed"):
+        for key in SCALARS:
             if key in layer and key not in out:
                 out[key] = layer[key]
     return out
@@ -158,6 +232,7 @@ def _apply(server: MockServer, item: pytest.Item, fixture_config: dict[str, Any]
     server.state.config.time_scale = float(settings.get("time_scale", 1.0))
     if settings.get("seed") is not None:
         server.state.rng.seed(settings["seed"])
+    _attach_recordings(server, item, settings)
     return settings
 
 
@@ -180,6 +255,7 @@ def foxmock(
     item.stash[_SERVER_KEY] = foxmock_server
     _wire_environment(foxmock_server, monkeypatch)
     yield foxmock_server
+    foxmock_server.state.recorder = None
     foxmock_server.reset()
 
 
@@ -209,6 +285,7 @@ if pytest_asyncio is not None:
             seed=settings.get("seed"),
             time_scale=settings.get("time_scale", 1.0),
         ) as server:
+            _attach_recordings(server, item, settings)
             item.stash[_SETTINGS_KEY] = settings
             item.stash[_SERVER_KEY] = server
             _wire_environment(server, monkeypatch)
