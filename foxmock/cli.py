@@ -221,6 +221,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", metavar="PATH")
 
     commands.add_parser("schema", help="print the JSON Schema of scenario files")
+
+    health = commands.add_parser(
+        "healthcheck", help="exit 0 if a local foxmock answers /healthz (for containers)"
+    )
+    health.add_argument(
+        "--url",
+        default=f"http://127.0.0.1:{os.environ.get('FOXMOCK_PORT', DEFAULT_PORT)}/healthz",
+        help="the health URL (default: this machine, port FOXMOCK_PORT)",
+    )
     return parser
 
 
@@ -260,9 +269,12 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # record serves its recordings and explicit --scenarios only, never FOXMOCK_SCENARIOS
+    recording = args.command == "record"
+    scenarios = (args.scenarios or []) if recording else _scenario_paths(args.scenarios)
     config = Config(
         **_record_options(args),
-        scenarios=_scenario_paths(args.scenarios),
+        scenarios=scenarios,
         host=args.host,
         port=args.port,
         api_keys=args.api_keys or api_keys_from_env(),
@@ -331,6 +343,19 @@ def _schema() -> int:
     return 0
 
 
+def _healthcheck(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            ok = response.status == 200
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"foxmock: unhealthy: {exc}", file=sys.stderr)
+        return 1
+    return 0 if ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``foxmock`` console script."""
     parser = _parser()
@@ -346,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args)
     if args.command == "schema":
         return _schema()
+    if args.command == "healthcheck":
+        return _healthcheck(args.url)
     parser.print_help()
     return 0
 
