@@ -267,7 +267,9 @@ def _serve(args: argparse.Namespace) -> int:
     from foxmock.server.run import serve_forever
 
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,  # containers and CI collect stdout
     )
     # record serves its recordings and explicit --scenarios only, never FOXMOCK_SCENARIOS
     recording = args.command == "record"
