@@ -17,6 +17,7 @@ from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import model_object
 from foxmock.openai.validation import validate_chat_request
 from foxmock.plan import shape
+from foxmock.recorder.redact import SECRET_HEADERS
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.server.delivery import deliver
 from foxmock.server.state import STATE, ServerState
@@ -38,11 +39,6 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
         content_type="application/json",
         headers=headers,
     )
-
-
-SECRET_HEADERS = frozenset(
-    {"authorization", "api-key", "x-api-key", "openai-organization", "openai-project", "cookie"}
-)
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
