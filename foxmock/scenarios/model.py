@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import heapq
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from foxmock.latency import Latency
-from foxmock.matching import All, Miss
+from foxmock.matching import All, Miss, Text
 from foxmock.openai.request import ChatRequest
 from foxmock.streaming import Chunking
 
@@ -95,20 +96,53 @@ class NearMiss:
         return "\n".join([head, *(f"    - {m}" for m in self.misses)])
 
 
+_ANY = None
+_INDEXED = ("model", "last_user")
+
+
+def _index_key(scenario: Scenario) -> tuple[str | None, ...]:
+    """The exact texts a scenario demands of the indexed fields (None: no exact demand)."""
+    exact: dict[str, str | None] = {}
+    for predicate in scenario.match.parts:
+        if isinstance(predicate, Text) and predicate.key in _INDEXED:
+            exact[predicate.key] = predicate.matcher.exact
+    return tuple(exact.get(key, _ANY) for key in _INDEXED)
+
+
 class ScenarioSet:
-    """Scenarios in match order: higher priority first, then the order they were loaded."""
+    """Scenarios in match order: higher priority first, then the order they were loaded.
+
+    Scenarios that demand an exact model or last user message are indexed by it, so a request
+    is tested only against scenarios that could match it, still in match order.
+    """
 
     def __init__(self, scenarios: Sequence[Scenario], models: Sequence[str] = ()) -> None:
         ranked = sorted(enumerate(scenarios), key=lambda pair: (-pair[1].priority, pair[0]))
         self.scenarios: list[Scenario] = [s for _, s in ranked]
         self.models: list[str] = list(dict.fromkeys(models))
+        self._index: dict[tuple[str | None, ...], list[int]] = {}
+        for rank, scenario in enumerate(self.scenarios):
+            self._index.setdefault(_index_key(scenario), []).append(rank)
 
     def __len__(self) -> int:
         return len(self.scenarios)
 
+    def _candidates(self, req: ChatRequest) -> Iterable[int]:
+        model, user = req.model, req.last_user
+        lists = [
+            ranks
+            for key in ((model, user), (model, _ANY), (_ANY, user), (_ANY, _ANY))
+            if (ranks := self._index.get(key))
+        ]
+        if len(lists) == 1:
+            return lists[0]
+        return heapq.merge(*lists)
+
     def find(self, req: ChatRequest) -> Scenario | None:
-        """The first scenario whose match holds, or None."""
-        for scenario in self.scenarios:
+        """The first scenario, in match order, whose match holds; or None."""
+        scenarios = self.scenarios
+        for rank in self._candidates(req):
+            scenario = scenarios[rank]
             if scenario.match.test(req):
                 return scenario
         return None
