@@ -6,11 +6,12 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from foxmock.openai.request import ChatRequest
+from foxmock.recorder.redact import SECRET_HEADERS
 
 DEFAULT_JOURNAL_SIZE = 1000
 
@@ -22,7 +23,7 @@ class Entry:
     id: int
     time: float
     body: Any
-    headers: dict[str, str]
+    raw_headers: Mapping[str, str]
     status: int = 200
     scenario: str | None = None
     stream: bool = False
@@ -33,6 +34,11 @@ class Entry:
     tool_calls: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     duration_ms: float = 0.0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The request headers, credentials masked."""
+        return {k: "***" if k.lower() in SECRET_HEADERS else v for k, v in self.raw_headers.items()}
 
     @property
     def matched(self) -> bool:
@@ -50,7 +56,8 @@ class Entry:
         return [name for name, _ in ChatRequest(body).tool_results]
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "matched": self.matched}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "raw_headers"}
+        return {**out, "headers": self.headers, "matched": self.matched}
 
 
 class Journal:
@@ -66,9 +73,9 @@ class Journal:
     def maxlen(self) -> int:
         return self._entries.maxlen or 0
 
-    def start(self, body: Any, headers: dict[str, str]) -> Entry:
+    def start(self, body: Any, headers: Mapping[str, str]) -> Entry:
         """Begin an entry for a request; it is appended at once and completed in place."""
-        entry = Entry(id=next(self._ids), time=time.time(), body=body, headers=headers)
+        entry = Entry(id=next(self._ids), time=time.time(), body=body, raw_headers=headers)
         with self._lock:
             self._entries.append(entry)
             self.total += 1

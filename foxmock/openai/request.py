@@ -34,7 +34,12 @@ class ChatRequest:
 
     def __init__(self, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
         self.body = body
-        self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
+        self._headers = headers or {}
+
+    @cached_property
+    def headers(self) -> dict[str, str]:
+        """Request headers with lower-case names."""
+        return {k.lower(): v for k, v in self._headers.items()}
 
     @property
     def model(self) -> str:

@@ -14,7 +14,6 @@ from foxmock.recorder import Recorder, RecorderSettings, RecordMode
 from foxmock.scenarios.store import ScenarioStore
 from foxmock.server import handlers
 from foxmock.server.admin import PREFIX, admin_app
-from foxmock.server.auth import auth_middleware
 from foxmock.server.errors import error_middleware
 from foxmock.server.state import STATE, ServerState
 from foxmock.server.watch import watch_ctx
@@ -62,7 +61,7 @@ def create_app(config: Config | None = None) -> web.Application:
     state.recorder = make_recorder(config, store)
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[error_middleware],
     )
     app[STATE] = state
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)

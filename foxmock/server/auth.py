@@ -1,12 +1,8 @@
-"""Optional Bearer-key check for the OpenAI paths."""
+"""Optional Bearer-key check for the OpenAI paths (called by the error middleware)."""
 
 from __future__ import annotations
 
-from aiohttp import web
-from aiohttp.typedefs import Handler
-
 from foxmock._exceptions import RequestError
-from foxmock.server.state import STATE
 
 
 def _masked(key: str) -> str:
@@ -34,12 +30,3 @@ def check_bearer(header: str | None, keys: frozenset[str]) -> None:
         raise RequestError(
             f"Incorrect API key provided: {_masked(token)}.", status=401, code="invalid_api_key"
         )
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """When API keys are configured, require one of them on every ``/v1/`` request."""
-    keys = request.app[STATE].api_keys
-    if keys and request.path.startswith("/v1/"):
-        check_bearer(request.headers.get("Authorization"), keys)
-    return await handler(request)

@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from foxmock._exceptions import RequestError
+from foxmock.server.auth import check_bearer
 from foxmock.server.state import STATE
 
 log = logging.getLogger("foxmock")
@@ -52,8 +53,11 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> RequestError:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into an OpenAI error envelope; never send a traceback."""
+    """Check API keys, then turn every failure into an OpenAI error envelope (no tracebacks)."""
     try:
+        keys = request.app[STATE].api_keys
+        if keys and request.path.startswith("/v1/"):
+            check_bearer(request.headers.get("Authorization"), keys)
         return await handler(request)
     except RequestError as exc:
         return error_response(exc)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +16,6 @@ from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import model_object
 from foxmock.openai.validation import validate_chat_request
 from foxmock.plan import shape
-from foxmock.recorder.redact import SECRET_HEADERS
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.server.delivery import deliver
 from foxmock.server.state import STATE, ServerState
@@ -39,11 +37,6 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
         content_type="application/json",
         headers=headers,
     )
-
-
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Request headers for the journal, with credentials masked."""
-    return {k: "***" if k.lower() in SECRET_HEADERS else v for k, v in headers.items()}
 
 
 async def read_json(request: web.Request) -> Any:
@@ -86,7 +79,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions``, journaled whatever happens."""
     state = request.app[STATE]
     started = time.perf_counter()
-    entry = state.journal.start(None, redact_headers(request.headers))
+    entry = state.journal.start(None, request.headers)
     try:
         response = await _chat(request, state, entry)
         entry.status = response.status
