@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -38,8 +39,9 @@ def _split_slow(text: str) -> list[str]:
     return pieces
 
 
+@lru_cache(maxsize=4096)
 def count_tokens(text: str) -> int:
-    """How many approximate tokens ``text`` holds."""
+    """How many approximate tokens ``text`` holds (cached: scenario texts repeat)."""
     return len(_TOKEN.findall(text))
 
 
