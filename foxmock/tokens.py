@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 _PIECE = re.compile(r"\s*(?:\w{1,6}|[^\w\s]{1,3})|\s+$")
