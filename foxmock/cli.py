@@ -134,6 +134,13 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
         help="how many recent requests the journal keeps (env FOXMOCK_JOURNAL_SIZE)",
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=_env_int("FOXMOCK_WORKERS", 1),
+        help="worker processes sharing the port (SO_REUSEPORT), for load tests; each keeps its "
+        "own journal and run-time scenarios (env FOXMOCK_WORKERS)",
+    )
+    serve.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         default=os.environ.get("FOXMOCK_LOG_LEVEL", "info"),
@@ -264,7 +271,7 @@ def _record_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _serve(args: argparse.Namespace) -> int:
     from foxmock.server import STATE, create_app
-    from foxmock.server.run import serve_forever
+    from foxmock.server.run import free_port, run_workers, serve_forever
 
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -306,6 +313,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"foxmock: serving on http://{shown}:{port}/v1 (Ctrl+C to stop)", flush=True)
 
     access = logging.getLogger("aiohttp.access") if args.log_level == "debug" else None
+    if args.workers > 1:
+        port = config.port or free_port(config.host)
+
+        def serve_one(index: int) -> None:
+            on_ready = ready if index == 0 else None
+            asyncio.run(
+                serve_forever(
+                    app, config.host, port, access_log=access, on_ready=on_ready, reuse_port=True
+                )
+            )
+
+        print(f"foxmock: {args.workers} worker processes share port {port}", flush=True)
+        return run_workers(args.workers, serve_one)
     try:
         asyncio.run(serve_forever(app, config.host, config.port, access_log=access, on_ready=ready))
     except OSError as exc:
