@@ -170,7 +170,10 @@ def render_answer(
         ) from None
     finish = respond.finish_reason or ("tool_calls" if calls else "stop")
     limit = _max_tokens(req)
-    if limit is not None and content and count_tokens(content) > limit:
+    # a recorded answer that was already cut (finish_reason length) keeps its exact text;
+    # a recorded usage count is what the upstream counted, so it decides
+    size = respond.usage.get("completion_tokens") or (count_tokens(content) if content else 0)
+    if limit is not None and content and size > limit and respond.finish_reason != "length":
         content, chunks, finish = truncate(content, limit), None, "length"
     completion = count_tokens(content or "") + sum(
         count_tokens(c["function"]["name"]) + count_tokens(c["function"]["arguments"])

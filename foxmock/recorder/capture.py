@@ -27,6 +27,8 @@ class Exchange:
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     streamed: bool = False
     elapsed: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    complete: bool = False
 
 
 def literal(text: str) -> str:
@@ -163,20 +165,28 @@ def _respond_from_body(body: dict[str, Any], redactor: Redactor) -> dict[str, An
     return respond
 
 
+def _redacted_chunks(chunks: Sequence[str], redactor: Redactor) -> list[str]:
+    """Chunks as received, unless redaction changes their joined text (a secret may span
+    chunks): then the redacted text as one chunk."""
+    joined = "".join(chunks)
+    redacted = redactor.text(joined)
+    return list(chunks) if redacted == joined else [redacted]
+
+
 def _respond_from_stream(
     assembled: dict[str, Any], redactor: Redactor
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     respond: dict[str, Any] = {}
     stream: dict[str, Any] = {}
     if assembled["content"]:
-        stream["chunks"] = [literal(redactor.text(c)) for c in assembled["content"]]
+        stream["chunks"] = [literal(c) for c in _redacted_chunks(assembled["content"], redactor)]
     calls = []
     for call in assembled["tool_calls"]:
         out: dict[str, Any] = {"name": call.get("name")}
         if call.get("id"):
             out["id"] = call["id"]
         if call["chunks"]:
-            out["chunks"] = [literal(redactor.text(c)) for c in call["chunks"]]
+            out["chunks"] = [literal(c) for c in _redacted_chunks(call["chunks"], redactor)]
         else:
             out["arguments"] = "{}"
         calls.append(out)
@@ -189,6 +199,18 @@ def _respond_from_stream(
     if usage := _usage(assembled["usage"]):
         respond["usage"] = usage
     return respond, stream
+
+
+def _retry_after(headers: dict[str, str]) -> str | None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        if "retry-after-ms" in lowered:
+            return _ms(float(lowered["retry-after-ms"]) / 1000)
+        if "retry-after" in lowered:
+            return _ms(float(lowered["retry-after"]))
+    except ValueError:
+        return None
+    return None
 
 
 def _fault(status: int, body: Any, redactor: Redactor) -> dict[str, Any]:
@@ -229,6 +251,8 @@ def build_scenario(
     }
     if exchange.status >= 400:
         scenario["fault"] = _fault(exchange.status, exchange.body, redactor)
+        if retry := _retry_after(exchange.headers):
+            scenario["fault"]["retry_after"] = retry
         scenario["latency"] = {"ttft": _ms(exchange.elapsed)}
     elif exchange.streamed:
         assembled = assemble(exchange.events)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -58,6 +59,12 @@ class RecorderSettings:
     match_on: Sequence[str] = DEFAULT_MATCH
     timeout: float = 120.0
     extra_secrets: Sequence[str] = field(default_factory=list)
+
+
+# hop-by-hop and length headers that aiohttp sets itself on the relayed answer
+RELAY_DROPPED = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
+)
 
 
 class _SSEReader:
@@ -144,9 +151,14 @@ class Recorder:
                 exchange.status = upstream.status
                 sse = upstream.status == 200 and upstream.content_type == "text/event-stream"
                 if exchange.streamed and sse:
-                    reply, complete = await self._relay_stream(request, upstream, exchange, started)
+                    reply = await self._relay_stream(request, upstream, exchange, started)
                 else:
-                    reply, complete = await self._relay_body(upstream, exchange, started)
+                    reply = await self._relay_body(upstream, exchange, started)
+        except asyncio.CancelledError:
+            # the client may hang up the moment it reads [DONE]; the stream was whole by then
+            if exchange.complete and self.mode.writes:
+                self._record(request, exchange)
+            raise
         except asyncio.TimeoutError:
             log.error("upstream %s timed out", self.url)
             message = f"The upstream {self.url} timed out."
@@ -155,21 +167,21 @@ class Recorder:
             log.error("upstream %s failed: %s", self.url, exc)
             message = f"The upstream {self.url} could not be reached: {exc}"
             raise _upstream_error(502, message, "upstream_unavailable") from None
-        name = self._record(request, exchange) if complete and self.mode.writes else None
+        name = self._record(request, exchange) if exchange.complete and self.mode.writes else None
         return reply, name
 
     @staticmethod
     async def _relay_body(
         upstream: aiohttp.ClientResponse, exchange: Exchange, started: float
-    ) -> tuple[web.StreamResponse, bool]:
+    ) -> web.StreamResponse:
         raw = await upstream.read()
         exchange.elapsed = time.perf_counter() - started
         exchange.body = _parse(raw)
-        content_type = upstream.headers.get("Content-Type", "application/json")
-        reply = web.Response(
-            status=upstream.status, body=raw, headers={"Content-Type": content_type}
-        )
-        return reply, upstream.status == 200 or upstream.status >= 400
+        exchange.headers = {
+            k: v for k, v in upstream.headers.items() if k.lower() not in RELAY_DROPPED
+        }
+        exchange.complete = upstream.status == 200 or upstream.status >= 400
+        return web.Response(status=upstream.status, body=raw, headers=exchange.headers)
 
     @staticmethod
     async def _relay_stream(
@@ -177,31 +189,34 @@ class Recorder:
         upstream: aiohttp.ClientResponse,
         exchange: Exchange,
         started: float,
-    ) -> tuple[web.StreamResponse, bool]:
-        """Relay the upstream's bytes as they arrive; complete when it ended with [DONE]."""
+    ) -> web.StreamResponse:
+        """Relay the upstream's bytes as they arrive; complete once [DONE] came and no error."""
         reply = web.StreamResponse(status=200, headers=SSE_HEADERS)
         await reply.prepare(request)
         reader = _SSEReader(started)
+        exchange.events = reader.events
         try:
             async for data in upstream.content.iter_any():
                 reader.feed(data)
+                exchange.complete = reader.done and reader.error is None
                 await reply.write(data)
+            await reply.write_eof()
         except ConnectionResetError:
-            log.warning("the client left during a recorded stream; nothing recorded")
-            return reply, False
+            if not exchange.complete:
+                log.warning("the client left during a recorded stream; nothing recorded")
+            return reply
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            exchange.complete = False
             log.error("upstream stream broke: %s; nothing recorded", exc)
             message = f"The upstream stream broke: {exc}"
             error = _upstream_error(502, message, "upstream_stream_broken")
-            await reply.write(b"data: " + json.dumps(error.envelope()).encode() + b"\n\n")
-            await reply.write_eof()
-            return reply, False
-        await reply.write_eof()
-        exchange.events = reader.events
-        if not reader.done or reader.error is not None:
+            with contextlib.suppress(ConnectionResetError):
+                await reply.write(b"data: " + json.dumps(error.envelope()).encode() + b"\n\n")
+                await reply.write_eof()
+            return reply
+        if not exchange.complete:
             log.error("upstream stream ended without [DONE] or with an error; nothing recorded")
-            return reply, False
-        return reply, True
+        return reply
 
     def _record(self, request: web.Request, exchange: Exchange) -> str | None:
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -29,6 +29,21 @@ def render_document(scenario: dict[str, Any], header: str) -> str:
     return "".join(f"# {line}\n" for line in header.splitlines()) + body
 
 
+def _joined_chunks(value: Any) -> list[str]:
+    """The joined text of every ``chunks`` list inside ``value``."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            if key == "chunks" and isinstance(item, list):
+                found.append("".join(str(c) for c in item))
+            else:
+                found += _joined_chunks(item)
+        return found
+    if isinstance(value, list):
+        return [text for item in value for text in _joined_chunks(item)]
+    return []
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,8 +70,10 @@ def write_recording(
 ) -> Path:
     """Write one recorded scenario as ``DIRECTORY/NAME.yaml``; refuse if it holds a secret."""
     text = render_document(scenario, header)
-    # credentials the client sent are never written; key shapes only unless allowed
-    found = secrets_in(text, known_secrets, shapes=not allow_secrets)
+    # credentials the client sent are never written; key shapes only unless allowed. Chunk
+    # lists are scanned joined too: a key can be split over several chunks.
+    scanned = "\n".join([text, *_joined_chunks(scenario)])
+    found = secrets_in(scanned, known_secrets, shapes=not allow_secrets)
     if found:
         raise SecretFound(
             f"refusing to write recording {scenario['name']!r}: it contains {', '.join(found)}; "
