@@ -27,9 +27,7 @@ def _random_scenarios(rng: random.Random, count: int) -> list[Scenario]:
         if kind == 4:
             match["model"] = {"glob": "m*"}
             match["last_user"] = {"contains": "h"}
-        specs.append(
-            {"name": f"s{i}", "priority": rng.randrange(3), "match": match, "respond": {}}
-        )
+        specs.append({"name": f"s{i}", "priority": rng.randrange(3), "match": match, "respond": {}})
     scenarios, _ = compile_source(specs, TemplateEngine(random.Random(0)))
     return scenarios
 
