@@ -85,7 +85,7 @@ class _Shaping:
         frames, offsets = [], []
         for step, at in zip(deltas, times, strict=True):
             for index in range(n):
-                frames.append(sse(build.choice(index, step.delta, step.finish)))
+                frames.append(build.frame(index, step.delta, step.finish))
                 offsets.append(at)
         if include_usage:
             frames.append(sse(build.usage(answer.prompt_tokens, answer.completion_tokens * n)))

@@ -64,8 +64,15 @@ class Delta:
     tokens: int = 0
 
 
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 class ChunkBuilder:
-    """Builds chunk objects that share one id, created time and model."""
+    """Builds chunks that share one id, created time and model.
+
+    The shared part of every frame is encoded once; a frame costs one small encode of its delta.
+    """
 
     def __init__(self, completion_id: str, created: int, model: str, include_usage: bool) -> None:
         self.base: dict[str, Any] = {
@@ -77,6 +84,15 @@ class ChunkBuilder:
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
         self.include_usage = include_usage
+        self._head = "data: " + _compact(self.base)[:-1] + ',"choices":[{"index":'
+        self._tail = "}]" + (',"usage":null' if include_usage else "") + "}\n\n"
+
+    def frame(self, index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        """The SSE frame of one choice chunk; the same bytes as ``sse(self.choice(...))``."""
+        return (
+            f'{self._head}{index},"delta":{_compact(delta)},"logprobs":null,'
+            f'"finish_reason":{_compact(finish)}{self._tail}'
+        ).encode()
 
     def choice(
         self, index: int, delta: dict[str, Any], finish: str | None = None
