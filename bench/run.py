@@ -36,6 +36,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+from stream_client import _request as stream_request  # noqa: E402
+
 import scenarios as spec  # noqa: E402
 
 PY = sys.executable
@@ -305,6 +307,7 @@ class Settings:
     warm_s: int
     verify_s: int
     paced_rounds: int
+    paced_small: int = 0  # also run this many paced streams (one round) when set
     startup_runs: int = 5
     mockserver_runs: int = 20
     deadline_s: float = 90.0
@@ -397,31 +400,74 @@ def server_kinds(sets: dict[str, str], aimock_cli: Path | None) -> dict[str, Ser
     return kinds
 
 
-def cpu_snapshot(pid: int) -> tuple[int, int, int]:
-    """(busy ticks of the server core, all ticks of that core, the server's own ticks)."""
-    line = next(
-        x for x in Path("/proc/stat").read_text().splitlines() if x.startswith(f"cpu{SERVER_CORE} ")
-    )
-    ticks = [int(v) for v in line.split()[1:]]
-    idle = ticks[3] + ticks[4]
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _core_seconds() -> dict[str, tuple[float, float]]:
+    """Per core: (seconds spent running processes, all seconds), from /proc/stat.
+
+    Not counted as running: idle, iowait, irq and softirq (mostly the loopback traffic the
+    benchmark itself makes).
+    """
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name = line.split(" ", 1)[0]
+        if name in (f"cpu{SERVER_CORE}", f"cpu{LOAD_CORE}"):
+            ticks = [int(v) for v in line.split()[1:]]
+            idle = ticks[3] + ticks[4] + ticks[5] + ticks[6]
+            out[name] = ((sum(ticks) - idle) / HZ, sum(ticks) / HZ)
+    return out
+
+
+def _process_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        own = int(fields[11]) + int(fields[12])  # utime + stime
+        return (int(fields[11]) + int(fields[12])) / HZ  # utime + stime
     except (OSError, IndexError):
-        own = 0
-    return sum(ticks) - idle, sum(ticks), own
+        return 0.0
 
 
-def interference(before: tuple[int, int, int], after: tuple[int, int, int]) -> float:
-    """Share of the server core used by anything but the server during a measurement."""
-    busy, total, own = (a - b for a, b in zip(after, before, strict=True))
-    return max(busy - own, 0) / total if total else 0.0
+def _our_load_seconds() -> float:
+    """CPU used by this script and the load generators it ran (finished children)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def server_share(before: tuple[int, int, int], after: tuple[int, int, int]) -> float:
-    """Share of the server core the server itself used during a measurement."""
-    _, total, own = (a - b for a, b in zip(after, before, strict=True))
-    return own / total if total else 0.0
+class CpuWatch:
+    """Who used the two cores during a measurement.
+
+    ``other_server_core``: share of the server core used by processes other than the server;
+    ``other_load_core``: share of the load core used by processes other than this script and
+    its load generator (a starved wrk lowers the fastest server's figures most);
+    ``server_cpu``: the server's own share of its core; ``server_cpu_s``: its CPU seconds.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cores = _core_seconds()
+        self.server = _process_seconds(pid)
+        self.load = _our_load_seconds()
+
+    def stop(self) -> dict[str, float]:
+        cores, server, load = _core_seconds(), _process_seconds(self.pid), _our_load_seconds()
+        busy0, total0 = (
+            a - b
+            for a, b in zip(
+                cores[f"cpu{SERVER_CORE}"], self.cores[f"cpu{SERVER_CORE}"], strict=True
+            )
+        )
+        busy1, total1 = (
+            a - b
+            for a, b in zip(cores[f"cpu{LOAD_CORE}"], self.cores[f"cpu{LOAD_CORE}"], strict=True)
+        )
+        own, ours = server - self.server, load - self.load
+        return {
+            "other_server_core": max(busy0 - own, 0.0) / total0 if total0 else 0.0,
+            "other_load_core": max(busy1 - ours, 0.0) / total1 if total1 else 0.0,
+            "server_cpu": own / total0 if total0 else 0.0,
+            "server_cpu_s": own,
+        }
 
 
 def wrk_interleaved(servers: list[Server], labels: list[str], lua: Path, s: Settings) -> dict:
@@ -435,9 +481,9 @@ def wrk_interleaved(servers: list[Server], labels: list[str], lua: Path, s: Sett
     slices: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     for _ in range(s.rounds):
         for server, label in zip(servers, labels, strict=True):
-            before = cpu_snapshot(server.pid)
+            watch = CpuWatch(server.pid)
             out = wrk(server.port, lua, s.slice_s)
-            out["interference"] = interference(before, cpu_snapshot(server.pid))
+            out.update(watch.stop())
             slices[label].append(out)
     summary = {}
     for label, runs in slices.items():
@@ -448,7 +494,8 @@ def wrk_interleaved(servers: list[Server], labels: list[str], lua: Path, s: Sett
             "p99_slices_ms": [round(r["p99_ms"], 2) for r in runs],
             "non_2xx": sum(r["non_2xx"] for r in runs),
             "socket_errors": "; ".join(r["socket_errors"] for r in runs if r["socket_errors"]),
-            "interference": statistics.mean(r["interference"] for r in runs),
+            "other_server_core": statistics.mean(r["other_server_core"] for r in runs),
+            "other_load_core": statistics.mean(r["other_load_core"] for r in runs),
         }
     return summary
 
@@ -489,28 +536,74 @@ def bench_throughput(
             res.put(server.kind.name, "checked", out)
 
 
-def paced_once(kind: ServerKind, s: Settings, workdir: Path) -> dict[str, Any]:
+def ensure_paced_client() -> tuple[Path | None, str]:
+    """Build paced_client.c (once per source change) with the system C compiler."""
+    source = HERE / "paced_client.c"
+    binary = AIMOCK_CACHE / "paced_client"
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary, "C (epoll)"
+    if compiler is None:
+        return None, "no C compiler: the Python client is used"
+    AIMOCK_CACHE.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [compiler, "-O2", "-o", str(binary), str(source)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        return None, f"cannot build paced_client.c: {done.stderr.strip()[-300:]}"
+    return binary, "C (epoll)"
+
+
+def paced_once(
+    kind: ServerKind, s: Settings, workdir: Path, client: Path | None, streams: int
+) -> dict[str, Any]:
     """One paced burst against a fresh server (so its VmHWM is this load's peak)."""
     with running([(kind, "10")], workdir) as (server,):
         idle_kb = server.status("VmRSS")
-        before, cpu_before = tcp_ext(), cpu_snapshot(server.pid)
-        out = stream_client(
-            [
-                "burst",
+        before, watch = tcp_ext(), CpuWatch(server.pid)
+        if client is not None:
+            request_file = workdir / f"paced-{server.port}.http"
+            request_file.write_bytes(stream_request("127.0.0.1", server.port, spec.PACED_TEXT))
+            argv = [
+                "taskset",
+                "-c",
+                LOAD_CORE,
+                str(client),
                 "--port",
                 str(server.port),
-                "--text",
-                spec.PACED_TEXT,
+                "--request",
+                str(request_file),
                 "--streams",
-                str(s.streams),
+                str(streams),
                 "--deadline",
                 str(s.deadline_s),
-            ],
-            s.deadline_s + 60,
-        )
-        after, cpu_after = tcp_ext(), cpu_snapshot(server.pid)
-        out["interference"] = interference(cpu_before, cpu_after)
-        out["server_cpu"] = server_share(cpu_before, cpu_after)
+                "--nominal-ms",
+                str(spec.CHUNK_DELAY_MS),
+                "--expect",
+                str(len(spec.CONTENT_CHUNKS)),
+            ]
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=s.deadline_s + 60)
+            if done.returncode != 0:
+                raise RuntimeError(f"paced_client failed:\n{done.stderr[-3000:]}")
+            out = json.loads(done.stdout)
+        else:
+            out = stream_client(
+                [
+                    "burst",
+                    "--port",
+                    str(server.port),
+                    "--text",
+                    spec.PACED_TEXT,
+                    "--streams",
+                    str(streams),
+                    "--deadline",
+                    str(s.deadline_s),
+                ],
+                s.deadline_s + 60,
+            )
+            out["client"] = "python"
+        out.update(watch.stop())
+        after = tcp_ext()
         out["idle_rss_mib"] = idle_kb / 1024
         out["peak_rss_mib"] = server.status("VmHWM") / 1024
         out["listen_overflows"] = after.get("ListenOverflows", 0) - before.get("ListenOverflows", 0)
@@ -518,27 +611,37 @@ def paced_once(kind: ServerKind, s: Settings, workdir: Path) -> dict[str, Any]:
     return out
 
 
-def bench_paced(kinds: list[ServerKind], s: Settings, res: Results, workdir: Path) -> None:
+def bench_paced(
+    kinds: list[ServerKind],
+    s: Settings,
+    res: Results,
+    workdir: Path,
+    client: Path | None,
+    streams: int,
+    rounds_wanted: int,
+    key: str,
+) -> None:
     """``s.paced_rounds`` bursts per server, alternating servers; keeps the cleanest round.
 
     The cleanest round is the one with the least other load on the server core: noise only
     ever adds to gap errors and first-byte times. Every round is kept in results.json.
     """
     rounds: dict[str, list[dict[str, Any]]] = {kind.name: [] for kind in kinds}
-    for r in range(s.paced_rounds):
+    for r in range(rounds_wanted):
         for kind in kinds:
             log(
-                f"paced: {s.streams:,} streams x {spec.STREAM_EVENTS} chunks at "
-                f"{spec.CHUNK_DELAY_MS} ms on {kind.name} (round {r + 1}/{s.paced_rounds})"
+                f"paced: {streams:,} streams x {spec.STREAM_EVENTS} chunks at "
+                f"{spec.CHUNK_DELAY_MS} ms on {kind.name} (round {r + 1}/{rounds_wanted})"
             )
-            rounds[kind.name].append(paced_once(kind, s, workdir))
+            rounds[kind.name].append(paced_once(kind, s, workdir, client, streams))
     for name, runs in rounds.items():
-        best = dict(min(runs, key=lambda run: run["interference"]))
+        best = dict(min(runs, key=lambda run: run["other_server_core"] + run["other_load_core"]))
         best["rounds"] = [
             {
                 k: run[k]
                 for k in (
-                    "interference",
+                    "other_server_core",
+                    "other_load_core",
                     "gap_error_p99_ms",
                     "ttfb_p99_ms",
                     "peak_rss_mib",
@@ -547,7 +650,7 @@ def bench_paced(kinds: list[ServerKind], s: Settings, res: Results, workdir: Pat
             }
             for run in runs
         ]
-        res.put(name, "paced", best)
+        res.put(name, key, best)
 
 
 def bench_scale(
@@ -624,7 +727,7 @@ def _fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
     if value is None:
         return "-"
     text = f"{value:,.{digits}f}"
-    return f"{text} {unit}".strip()
+    return f"{text}x" if unit == "x" else f"{text} {unit}".strip()
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:
@@ -635,7 +738,7 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 
 def build_table(res: Results, s: Settings) -> tuple[list[str], list[list[str]]]:
     has_aimock = AIMOCK in res.data
-    header = ["figure", BARE, FOXMOCK, "foxmock / bare", "target", "foxmock"]
+    header = ["figure", BARE, FOXMOCK, "foxmock / bare", "target", "PASS/MISS"]
     if has_aimock:
         header += [AIMOCK, "aimock / bare"]
     rows: list[list[str]] = []
@@ -721,6 +824,17 @@ def build_table(res: Results, s: Settings) -> tuple[list[str], list[list[str]]]:
     row(
         f"{paced}: listen-queue overflows", None, g("paced", "listen_overflows"), "", 0, ratio=False
     )
+    if s.paced_small and any(res.get(n, "paced_small") for n in (BARE, FOXMOCK, AIMOCK)):
+        small = f"paced {s.paced_small:,} x 50 chunks at 20 ms"
+        row(
+            f"{small}: gap error p99 (all completed: see notes)",
+            None,
+            g("paced_small", "gap_error_p99_ms"),
+            "ms",
+            1,
+        )
+        row(f"{small}: time to first byte p99", None, g("paced_small", "ttfb_p99_ms"), "ms", 0)
+        row(f"{small}: peak RSS", None, g("paced_small", "peak_rss_mib"), "MiB", 0)
     s10, s10k = res.get(FOXMOCK, "scale10"), res.get(FOXMOCK, "scale10000")
     if s10 and s10k:
         scale_ratio = s10k["rps"] / s10["rps"]
@@ -782,8 +896,27 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _worst_noise(res: Results) -> tuple[float, str]:
+    worst, where = 0.0, ""
+    for name, sections in res.data.items():
+        for key, section in sections.items():
+            if not isinstance(section, dict):
+                continue
+            for run in [section]:  # the rounds not shown do not count
+                for core in ("other_server_core", "other_load_core"):
+                    if run.get(core, 0.0) > worst:
+                        worst, where = run[core], f"{name} {key}, {core.replace('_', ' ')}"
+    return worst, where
+
+
 def notes(res: Results, s: Settings) -> list[str]:
     out = []
+    worst, where = _worst_noise(res)
+    if worst > 0.10:
+        out.append(
+            f"NOISY RUN: other processes took up to {worst:.0%} of a core during a measurement "
+            f"({where}); compare the slices below, or run again on a quieter machine"
+        )
     for name in (BARE, FOXMOCK, AIMOCK):
         parts = []
         for key, what in (("wrk", "non-streaming"), ("unpaced", "unpaced streams")):
@@ -792,7 +925,8 @@ def notes(res: Results, s: Settings) -> list[str]:
                 continue
             parts.append(
                 f"{what} slices {run['rps_slices']} req/s, p99 {run['p99_slices_ms']} ms, "
-                f"other load on the server core {run['interference']:.0%}"
+                f"other load on the server/load core {run['other_server_core']:.0%}/"
+                f"{run['other_load_core']:.0%}"
                 + (f", non-2xx {run['non_2xx']}" if run["non_2xx"] else "")
                 + (f", socket errors {run['socket_errors']}" if run["socket_errors"] else "")
             )
@@ -806,21 +940,32 @@ def notes(res: Results, s: Settings) -> list[str]:
         if paced:
             parts.append(
                 f"paced: {paced['connected']:,} connected in {paced['connect_s']:.2f}s, "
-                f"all done in {paced['elapsed_s']:.1f}s, server CPU {paced['server_cpu']:.0%}, "
-                f"other load {paced['interference']:.0%}, client CPU {paced['client_cpu']:.0%}, "
+                f"all done in {paced['elapsed_s']:.1f}s, server CPU {paced['server_cpu']:.0%} "
+                f"({paced.get('server_cpu_s', 0):.2f}s), "
+                f"other load on the server/load core {paced['other_server_core']:.0%}/"
+                f"{paced['other_load_core']:.0%}, client CPU {paced['client_cpu']:.0%}, "
                 f"idle RSS {paced['idle_rss_mib']:.0f} MiB, gap error max "
                 f"{_fmt(paced['gap_error_max_ms'], 'ms')}, TTFB p50 "
                 f"{_fmt(paced['ttfb_p50_ms'], 'ms')}, outcome {paced['outcome']}"
                 + (f", errors {paced['errors']}" if paced["errors"] else "")
             )
-            if len(paced.get("rounds", [])) > 1:
-                parts.append(
-                    "paced rounds (the one with least other load is shown): gap error p99 "
-                    + ", ".join(
-                        f"{_fmt(r['gap_error_p99_ms'], 'ms', 1)} at {r['interference']:.0%}"
-                        for r in paced["rounds"]
-                    )
+            small = res.get(name, "paced_small")
+        if small:
+            parts.append(
+                f"paced {small['streams']:,}: {small['completed']:,} completed, gap error p50 "
+                f"{_fmt(small['gap_error_p50_ms'], 'ms', 1)}, server CPU "
+                f"{small['server_cpu']:.0%}, other load {small['other_server_core']:.0%}/"
+                f"{small['other_load_core']:.0%}"
+            )
+        if paced and len(paced.get("rounds", [])) > 1:
+            parts.append(
+                "paced rounds (the one with least other load is shown): gap error p99 "
+                + ", ".join(
+                    f"{_fmt(r['gap_error_p99_ms'], 'ms', 1)} at "
+                    f"{r['other_server_core']:.0%}/{r['other_load_core']:.0%} other load"
+                    for r in paced["rounds"]
                 )
+            )
         if parts:
             out.append(f"{name}: " + "; ".join(parts))
     for n in ("10", "10000"):
@@ -834,9 +979,14 @@ def notes(res: Results, s: Settings) -> list[str]:
     for name, reason in res.skipped.items():
         out.append(f"{name} skipped: {reason}")
     out.append(
-        "bare app listens with backlog 8192 (capped by net.core.somaxconn="
-        f"{res.env.get('somaxconn')}); foxmock serve has no backlog option (aiohttp's default "
-        "128); aimock uses Node's default 511."
+        f"paced streams measured with the {res.env.get('paced_client', 'Python (asyncio)')} "
+        "client on core 1; server CPU is the server's share of its core during the burst"
+    )
+    backlog = res.env.get("foxmock_backlog")
+    fox_backlog = f"backlog {backlog}" if backlog else "aiohttp's default backlog 128"
+    out.append(
+        f"listen backlogs, all capped by net.core.somaxconn={res.env.get('somaxconn')}: bare app "
+        f"8192; foxmock serve {fox_backlog} (it has no option for it); aimock Node's default 511."
     )
     return out
 
@@ -855,6 +1005,10 @@ def environment(s: Settings, aimock: str | None) -> dict[str, Any]:
     import foxmock
 
     dirty = cmd(["git", "status", "--porcelain", "--", "foxmock"])
+    try:
+        from foxmock.server.run import BACKLOG as backlog  # type: ignore[attr-defined]
+    except ImportError:
+        backlog = None
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "python": platform.python_version(),
@@ -867,6 +1021,7 @@ def environment(s: Settings, aimock: str | None) -> dict[str, Any]:
         "wrk": cmd(["wrk", "--version"]).splitlines()[0] if shutil.which("wrk") else None,
         "cpus": os.cpu_count(),
         "somaxconn": Path("/proc/sys/net/core/somaxconn").read_text().strip(),
+        "foxmock_backlog": backlog,
         "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
         "mode": "quick" if s.quick else "full",
         "settings": s.__dict__,
@@ -878,6 +1033,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short runs, 500 paced streams")
     parser.add_argument("--streams", type=int, help="paced streams (default 5000, quick 500)")
     parser.add_argument("--no-aimock", action="store_true", help="do not install or run aimock")
+    parser.add_argument(
+        "--paced-client",
+        choices=["c", "python"],
+        default="c",
+        help="paced streams: the C epoll client (built with cc; default) or the Python one",
+    )
     parser.add_argument("--out", default=str(HERE), help="where results.md/.json go")
     parser.add_argument(
         "--render", metavar="JSON", help="only redraw the table from a results.json"
@@ -900,7 +1061,14 @@ def main() -> int:
         )
         if args.quick
         else Settings(
-            quick=False, streams=5000, rounds=5, slice_s=2, warm_s=2, verify_s=2, paced_rounds=2
+            quick=False,
+            streams=5000,
+            rounds=5,
+            slice_s=2,
+            warm_s=2,
+            verify_s=2,
+            paced_rounds=2,
+            paced_small=500,
         )
     )
     if args.streams:
@@ -925,7 +1093,13 @@ def main() -> int:
     if aimock_cli is None:
         res.skipped[AIMOCK] = aimock_info
         log(f"aimock skipped: {aimock_info}")
+    paced_client, paced_info = (
+        ensure_paced_client() if args.paced_client == "c" else (None, "Python (asyncio)")
+    )
+    if paced_client is None and args.paced_client == "c":
+        log(f"paced client: {paced_info}")
     res.env = environment(s, aimock_info if aimock_cli else None)
+    res.env["paced_client"] = paced_info if paced_client else "Python (asyncio)"
     t_start = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="foxmock-bench-"))
     try:
@@ -941,7 +1115,9 @@ def main() -> int:
                 log(f"aimock skipped: {res.skipped[AIMOCK]}")
                 order.remove(kinds[AIMOCK])
         bench_throughput(order, sets, s, res, workdir)
-        bench_paced(order, s, res, workdir)
+        bench_paced(order, s, res, workdir, paced_client, s.streams, s.paced_rounds, "paced")
+        if s.paced_small:  # the field's figures in issue 7 are at 500 streams
+            bench_paced(order, s, res, workdir, paced_client, s.paced_small, 1, "paced_small")
         bench_scale(kinds[FOXMOCK], sets, s, res, workdir)
         bench_startup(order, s, res, workdir)
     except KeyboardInterrupt:
