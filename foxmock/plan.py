@@ -16,7 +16,7 @@ from foxmock.latency import Latency
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import make_id
 from foxmock.scenarios.model import Fault, Scenario
-from foxmock.streaming import DONE, ChunkBuilder, Delta, choice_deltas, sse
+from foxmock.streaming import COMPACT, DONE, ChunkBuilder, Delta, choice_deltas, sse
 
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
@@ -118,9 +118,8 @@ class _Shaping:
             frames[cut:], offsets[cut:] = [tail], [offsets[cut]]
 
     def body(self, completion_id: str) -> Plan:
-        body = json.dumps(
-            completion_body(self.answer, completion_id, int(time.time()), self.n),
-            ensure_ascii=False,
+        body = COMPACT.encode(
+            completion_body(self.answer, completion_id, int(time.time()), self.n)
         ).encode()
         delay = 0.0
         if not self.latency.is_zero:  # as long as the same answer would take to stream

@@ -11,6 +11,8 @@ from foxmock.openai.responses import SYSTEM_FINGERPRINT
 from foxmock.tokens import count_tokens, split_tokens, usage
 
 DONE = b"data: [DONE]\n\n"
+# one encoder for every chunk: json.dumps with options builds a new one on each call
+COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,7 @@ def _words(text: str) -> list[str]:
 
 def sse(event: Any) -> bytes:
     """One server-sent event carrying ``event`` as compact JSON."""
-    return (
-        b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-    )
+    return b"data: " + COMPACT.encode(event).encode() + b"\n\n"
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Delta:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return COMPACT.encode(value)
 
 
 class ChunkBuilder:

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -109,6 +109,10 @@ class _BoundedSandbox(SandboxedEnvironment):
         return super().call(__context, __obj, *args, **kwargs)
 
 
+def _pick(ctx: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    return {name: ctx[name] for name in names if name in ctx}
+
+
 class TemplateEngine:
     """One sandboxed environment per server; helpers draw from the server's seeded RNG."""
 
@@ -149,16 +153,19 @@ class TemplateEngine:
             return lambda _ctx: source
         whole = _WHOLE_EXPRESSION.match(source) if native else None
         try:
-            self._refuse_private_access(self.env.parse(source))
+            tree = self.env.parse(source)
+            self._refuse_private_access(tree)
+            # pass a template only the variables it names: each is computed on demand
+            names = frozenset(meta.find_undeclared_variables(tree))
             if whole is not None:
                 expression = self.env.compile_expression(
                     whole.group("expr"), undefined_to_none=False
                 )
-                return lambda ctx: self._guard(lambda: expression(**ctx))
+                return lambda ctx: self._guard(lambda: expression(**_pick(ctx, names)))
             template = self.env.from_string(source)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
-        return lambda ctx: self._guard(lambda: template.render(ctx))
+        return lambda ctx: self._guard(lambda: template.render(_pick(ctx, names)))
 
     @staticmethod
     def _refuse_private_access(tree: nodes.Template) -> None:
@@ -226,6 +233,9 @@ class RequestContext(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(_CONTEXT)
+
+    def __contains__(self, key: object) -> bool:
+        return key in _CONTEXT
 
 
 def request_context(req: ChatRequest) -> dict[str, Any]:

@@ -30,6 +30,14 @@ _INVALID_JSON = (
 )
 
 
+def _reject_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity; Python's parser accepts them unless told not to."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=json.dumps(body, ensure_ascii=False).encode(),
@@ -49,14 +57,9 @@ async def read_json(request: web.Request) -> Any:
         )
     raw = await request.read()
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise RequestError(_INVALID_JSON, code="invalid_json") from None
-
-
-def _reject_constant(name: str) -> Any:
-    """JSON has no NaN or Infinity; Python's parser accepts them unless told not to."""
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def no_match_error(scenarios: ScenarioSet, req: ChatRequest) -> RequestError:
