@@ -48,11 +48,23 @@ def _tool_schema(req: ChatRequest, name: str) -> tuple[dict[str, Any] | None, bo
     return None, False
 
 
+def _synthesised(schema: dict[str, Any] | None) -> str:
+    """JSON text of a value valid against ``schema`` (``{}`` without one)."""
+    return json.dumps(synthesize_valid(schema) if schema else {}, ensure_ascii=False)
+
+
+def _check_strict(value: Any, schema: dict[str, Any] | None, strict: bool, failure: str) -> None:
+    """Raise `TemplateError` when a strict schema is given and ``value`` breaks it."""
+    if strict and schema:
+        errors = schema_errors(value, schema)
+        if errors:
+            raise TemplateError(f"{failure}: {'; '.join(errors[:3])}")
+
+
 def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: Mapping[str, Any]) -> str:
     schema, strict = _tool_schema(req, name)
     if spec.arguments is None and spec.chunks is None:
-        value = synthesize_valid(schema) if schema else {}
-        return json.dumps(value, ensure_ascii=False)
+        return _synthesised(schema)
     if spec.arguments is None:
         arguments = "".join(_text(c, ctx) for c in spec.chunks or ())
     else:
@@ -64,12 +76,7 @@ def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: Mapping[str
         raise TemplateError(
             f"tool call arguments are not valid JSON ({exc}): {arguments[:200]!r}"
         ) from None
-    if strict and schema:
-        errors = schema_errors(parsed, schema)
-        if errors:
-            raise TemplateError(
-                f"arguments of {name!r} break its strict schema: {'; '.join(errors[:3])}"
-            )
+    _check_strict(parsed, schema, strict, f"arguments of {name!r} break its strict schema")
     return arguments
 
 
@@ -93,8 +100,7 @@ def _json_schema(req: ChatRequest) -> tuple[dict[str, Any] | None, bool]:
 def _default_content(req: ChatRequest) -> str:
     """Content for a scenario that gives none: synthesised JSON when the request wants JSON."""
     if req.response_format == "json_schema":
-        schema, _ = _json_schema(req)
-        return json.dumps(synthesize_valid(schema) if schema else {}, ensure_ascii=False)
+        return _synthesised(_json_schema(req)[0])
     if req.response_format == "json_object":
         return "{}"
     return ""
@@ -111,12 +117,7 @@ def _check_json_content(req: ChatRequest, content: str) -> None:
             f"{req.response_format!r} ({exc}): {content[:200]!r}"
         ) from None
     schema, strict = _json_schema(req)
-    if strict and schema:
-        errors = schema_errors(value, schema)
-        if errors:
-            raise TemplateError(
-                f"content breaks the request's strict json_schema: {'; '.join(errors[:3])}"
-            )
+    _check_strict(value, schema, strict, "content breaks the request's strict json_schema")
 
 
 def _max_tokens(req: ChatRequest) -> int | None:

@@ -21,18 +21,11 @@ from foxmock.recorder.modes import RecordMode
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_number(name: str, default: float, kind: type[float] = float) -> Any:
+    """The number in environment variable ``name`` (of type ``kind``), else ``default``."""
     value = os.environ.get(name)
     try:
-        return int(value) if value else default
-    except ValueError:
-        raise SystemExit(f"foxmock: {name} must be an integer, got {value!r}") from None
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    try:
-        return float(value) if value else default
+        return kind(value) if value else default
     except ValueError:
         raise SystemExit(f"foxmock: {name} must be a number, got {value!r}") from None
 
@@ -69,7 +62,7 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--port",
         type=int,
-        default=_env_int("FOXMOCK_PORT", DEFAULT_PORT),
+        default=_env_number("FOXMOCK_PORT", DEFAULT_PORT, int),
         help="port to listen on; 0 picks a free one (env FOXMOCK_PORT)",
     )
     serve.add_argument(
@@ -91,20 +84,20 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--max-body-bytes",
         type=int,
-        default=_env_int("FOXMOCK_MAX_BODY_BYTES", DEFAULT_MAX_BODY),
+        default=_env_number("FOXMOCK_MAX_BODY_BYTES", DEFAULT_MAX_BODY, int),
         help="larger request bodies get 413 (env FOXMOCK_MAX_BODY_BYTES)",
     )
     serve.add_argument(
         "--seed",
         type=int,
-        default=_env_int("FOXMOCK_SEED", -1),
+        default=_env_number("FOXMOCK_SEED", -1, int),
         help="seed ids, faults, latency and template randomness for reproducible runs; "
         "-1 picks a random seed (env FOXMOCK_SEED)",
     )
     serve.add_argument(
         "--time-scale",
         type=float,
-        default=_env_float("FOXMOCK_TIME_SCALE", 1.0),
+        default=_env_number("FOXMOCK_TIME_SCALE", 1.0),
         help="multiply every delay by this; 0 removes all delays (env FOXMOCK_TIME_SCALE)",
     )
     serve.add_argument(
@@ -130,13 +123,13 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--journal-size",
         type=int,
-        default=_env_int("FOXMOCK_JOURNAL_SIZE", DEFAULT_JOURNAL_SIZE),
+        default=_env_number("FOXMOCK_JOURNAL_SIZE", DEFAULT_JOURNAL_SIZE, int),
         help="how many recent requests the journal keeps (env FOXMOCK_JOURNAL_SIZE)",
     )
     serve.add_argument(
         "--workers",
         type=int,
-        default=_env_int("FOXMOCK_WORKERS", 1),
+        default=_env_number("FOXMOCK_WORKERS", 1, int),
         help="worker processes sharing the port (SO_REUSEPORT), for load tests; each keeps its "
         "own journal and run-time scenarios (env FOXMOCK_WORKERS)",
     )

@@ -11,7 +11,6 @@ from foxmock._exceptions import RequestError
 from foxmock.scenarios.model import Fault
 from foxmock.templating import TemplateError
 
-STREAM_FAULTS = ("stream_error", "disconnect", "malformed_chunk", "no_done")
 MALFORMED_FRAME = (
     b'data: {"id": "broken", "object": "chat.completion.chunk", "choices": [{"delta": \n\n'
 )

@@ -236,8 +236,3 @@ class RequestContext(Mapping[str, Any]):
 
     def __contains__(self, key: object) -> bool:
         return key in _CONTEXT
-
-
-def request_context(req: ChatRequest) -> dict[str, Any]:
-    """The variables a response template sees, as a plain dict."""
-    return dict(RequestContext(req))

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,6 @@ class RecorderSettings:
     allow_secrets: bool = False
     match_on: Sequence[str] = DEFAULT_MATCH
     timeout: float = 120.0
-    extra_secrets: Sequence[str] = field(default_factory=list)
 
 
 # hop-by-hop and length headers that aiohttp sets itself on the relayed answer
@@ -131,7 +130,7 @@ class Recorder:
         known = header_secrets(request.headers.items())
         if self.settings.api_key:
             known.append(self.settings.api_key)
-        return [*known, *self.settings.extra_secrets]
+        return known
 
     async def forward(
         self, request: web.Request, body: dict[str, Any]

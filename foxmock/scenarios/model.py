@@ -37,9 +37,6 @@ class Respond:
     headers: Mapping[str, Render] = field(default_factory=dict)
 
 
-FAULT_KINDS = ("http", "stream_error", "disconnect", "malformed_chunk", "no_done", "hang")
-
-
 @dataclass(frozen=True)
 class Fault:
     """A failure to inject: an HTTP error, a broken stream or a hang, maybe only sometimes."""
