@@ -7,13 +7,13 @@ plugin loads through its real ``pytest11`` entry point, next to pytest-aiohttp a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
+from tests.pytester_support import _hermetic_environment, run  # noqa: F401
+
 pytest_plugins = ["pytester"]
 
-RUN_TIMEOUT = 180
 SOLID_START = "SOLID is a set of five object-oriented design principles"
 ENV_KEYS = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "FOXORA_BASE_URL", "FOXORA_API_KEY")
 
@@ -47,37 +47,6 @@ def scenario_yaml(name: str, content: str, match: str = "{}") -> str:
 
 
 NARROW = scenario_yaml("greeting", "hi!", "{last_user: {contains: hello}}")
-
-
-@pytest.fixture(autouse=True)
-def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The generated runs must not see this run's xdist, plugin or client settings."""
-    for name in (
-        *ENV_KEYS,
-        "OPENAI_ORG_ID",
-        "OPENAI_PROJECT_ID",
-        "PYTEST_XDIST_WORKER",
-        "PYTEST_XDIST_WORKER_COUNT",
-        "PYTEST_XDIST_TESTRUNUID",
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-        "PYTEST_PLUGINS",
-        "PYTEST_ADDOPTS",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    yield
-
-
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "-o",
-        "asyncio_mode=auto",
-        "-o",
-        "asyncio_default_fixture_loop_scope=function",
-        *args,
-        timeout=RUN_TIMEOUT,
-    )
 
 
 def module(body: str) -> str:

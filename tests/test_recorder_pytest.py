@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pytester_support import _hermetic_environment, run  # noqa: F401
 from tests.recording_support import (
     ACCOUNT,
     ACCOUNT_REGEX,
@@ -20,7 +21,6 @@ from tests.recording_support import (
 
 pytest_plugins = ["pytester"]
 
-RUN_TIMEOUT = 180
 CAPITAL = "What is the capital of France?"
 CAPITAL_ANSWER = "The capital of France is Paris."
 
@@ -38,45 +38,10 @@ def ask(text):
 """
 
 
-@pytest.fixture(autouse=True)
-def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The generated runs must not see this run's xdist, plugin, client or foxmock settings."""
-    for name in (
-        "OPENAI_BASE_URL",
-        "OPENAI_API_KEY",
-        "OPENAI_ORG_ID",
-        "OPENAI_PROJECT_ID",
-        "FOXORA_BASE_URL",
-        "FOXORA_API_KEY",
-        "FOXMOCK_UPSTREAM_API_KEY",
-        "PYTEST_XDIST_WORKER",
-        "PYTEST_XDIST_WORKER_COUNT",
-        "PYTEST_XDIST_TESTRUNUID",
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-        "PYTEST_PLUGINS",
-        "PYTEST_ADDOPTS",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    yield
-
-
 @pytest.fixture
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
     """Upstream processes for one test, outside the generated project; stopped at the end."""
     yield from running_processes(tmp_path_factory.mktemp("upstreams"))
-
-
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "-o",
-        "asyncio_mode=auto",
-        "-o",
-        "asyncio_default_fixture_loop_scope=function",
-        *args,
-        timeout=RUN_TIMEOUT,
-    )
 
 
 def snapshot(directory: Path) -> dict[Path, tuple[bytes, int]]:
