@@ -121,6 +121,13 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
         help="require this bearer token on the /_foxmock/ admin API (env FOXMOCK_ADMIN_TOKEN)",
     )
     serve.add_argument(
+        "--admin",
+        choices=("on", "loopback", "off"),
+        default=os.environ.get("FOXMOCK_ADMIN", "on"),
+        help="the /_foxmock/ admin API: on (default), loopback (only peers on this machine) "
+        "or off (env FOXMOCK_ADMIN)",
+    )
+    serve.add_argument(
         "--journal-size",
         type=int,
         default=_env_number("FOXMOCK_JOURNAL_SIZE", DEFAULT_JOURNAL_SIZE, int),
@@ -287,6 +294,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         watch=args.watch,
         admin_token=args.admin_token,
+        admin=args.admin,
         journal_size=args.journal_size,
     )
     try:
@@ -296,6 +304,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     except re.error as exc:
         print(f"foxmock: --redact: invalid regular expression: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a setting out of range, e.g. FOXMOCK_ADMIN=bogus
+        print(f"foxmock: {exc}", file=sys.stderr)
         return 2
     paths = ", ".join(str(p) for p in config.scenario_paths())
     count = len(app[STATE].scenarios)

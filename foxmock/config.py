@@ -31,6 +31,7 @@ class Config:
     bundled: bool = True
     journal_size: int = DEFAULT_JOURNAL_SIZE
     admin_token: str | None = None
+    admin: str = "on"  # "on", "loopback" (peers on this machine only) or "off" (not mounted)
     watch: bool = False
     watch_interval: float = 0.5
     record_mode: str | None = None

@@ -772,3 +772,132 @@ async def test_reload_after_replacing_a_file_scenario_keeps_names_unique(
     names = [s["name"] for s in listed["scenarios"]]
     assert names == ["greet"], f"scenario names served after reload: {names}"
     assert await answer(server, openapi, "hello") == "replaced at run time"
+
+
+# --- admin exposure: loopback only, or off --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("remote", "local"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        (None, True),
+        ("", True),
+        ("10.0.0.7", False),
+        ("192.168.1.20", False),
+        ("203.0.113.5", False),
+        ("2001:db8::1", False),
+        ("::ffff:203.0.113.5", False),
+        ("fe80::1%eth0", False),
+        ("not-an-address", False),
+    ],
+)
+def test_is_loopback(remote: str | None, local: bool) -> None:
+    from foxmock.server.admin import is_loopback
+
+    assert is_loopback(remote) is local
+
+
+async def _serve_app(app: Any) -> tuple[Any, LiveServer]:
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, LiveServer(app, runner.addresses[0][1])
+
+
+async def test_admin_loopback_refuses_other_peers(
+    http: aiohttp.ClientSession, openapi: Validate
+) -> None:
+    """With ``admin="loopback"`` a peer from another address gets 403; local peers get through.
+
+    Tests may only use 127.0.0.1, so a far peer is played by an outer middleware that rewrites
+    the request's remote address, exactly what aiohttp reports for a real remote peer.
+    """
+    from aiohttp import web
+
+    far = {"remote": None}
+
+    @web.middleware
+    async def as_peer(request: web.Request, handler: Any) -> web.StreamResponse:
+        if far["remote"]:
+            request = request.clone(remote=far["remote"])
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app = foxmock.create_app(foxmock.Config(admin="loopback"))
+    app.middlewares.insert(0, as_peer)
+    runner, server = await _serve_app(app)
+    try:
+        assert (await call(http, server, "GET", "/status", expect=200))["scenarios"] == len(BUNDLED)
+        far["remote"] = "203.0.113.5"
+        for method, path in [("GET", "/status"), ("POST", "/reset"), ("DELETE", "/scenarios")]:
+            body = await call(http, server, method, path, openapi, expect=403)
+            assert body["error"]["code"] == "admin_loopback_only"
+        # the OpenAI routes still answer far peers, and nothing above was carried out
+        assert await answer(server, openapi, "far away") == "You said: far away"
+        far["remote"] = None
+        status = await call(http, server, "GET", "/status", expect=200)
+        assert status["scenarios"] == len(BUNDLED)
+    finally:
+        await runner.cleanup()
+
+
+async def test_admin_loopback_and_token_together(
+    start_server: StartServer, http: aiohttp.ClientSession, openapi: Validate
+) -> None:
+    server = await start_server(admin="loopback", admin_token="s3cret")
+    body = await call(http, server, "GET", "/status", openapi, expect=401)
+    assert body["error"]["code"] == "invalid_admin_token"
+    good = {"Authorization": "Bearer s3cret"}
+    assert (await call(http, server, "GET", "/status", expect=200, headers=good))["scenarios"]
+
+
+async def test_admin_off_is_not_mounted(
+    start_server: StartServer, http: aiohttp.ClientSession, openapi: Validate
+) -> None:
+    server = await start_server(admin="off")
+    for method, path in [("GET", "/status"), ("POST", "/reset"), ("GET", "/journal")]:
+        body = await call(http, server, method, path, openapi, expect=404)
+        assert body["error"]["code"] == "unknown_url"
+    assert await answer(server, openapi, "still served") == "You said: still served"
+
+
+def test_admin_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="admin must be one of on, loopback, off"):
+        foxmock.create_app(foxmock.Config(admin="public"))
+
+
+def test_cli_admin_option(tmp_path: Path) -> None:
+    """``foxmock serve`` refuses a bad FOXMOCK_ADMIN with exit 2; ``--admin off`` unmounts it."""
+    import os
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from tests.recording_support import FoxmockProcess
+
+    env = {**os.environ, "FOXMOCK_ADMIN": "public"}
+    done = subprocess.run(
+        [sys.executable, "-m", "foxmock", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "admin must be one of on, loopback, off" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    args = ["serve", "--port", "0", "--admin", "off"]
+    with FoxmockProcess(args, cwd=tmp_path, log=tmp_path / "serve.log") as proc:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{proc.url}/_foxmock/status", timeout=10)
+        assert info.value.code == 404
+        with urllib.request.urlopen(f"{proc.url}/healthz", timeout=10) as response:
+            assert response.status == 200

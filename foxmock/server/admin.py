@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from foxmock._exceptions import Problem, RequestError, ScenarioError
 from foxmock.server.state import STATE, ServerState
 
 PREFIX = "/_foxmock"
+ADMIN_MODES = ("on", "loopback", "off")
 
 
 def _state(request: web.Request) -> ServerState:
@@ -28,10 +30,29 @@ def _problems(problems: list[Problem]) -> list[dict[str, Any]]:
     return [{"file": p.file, "line": p.line, "key": p.key, "message": p.message} for p in problems]
 
 
+def is_loopback(remote: str | None) -> bool:
+    """Whether a peer address is on this machine (127.0.0.0/8, ::1, or a Unix socket)."""
+    if not remote:
+        return True  # no IP peer: a Unix socket or an in-process test client
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)
+
+
 @web.middleware
-async def admin_token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """When an admin token is set, every admin request must carry it."""
-    token = _state(request).config.admin_token
+async def admin_access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse admin requests from other machines (``admin="loopback"``) or without the token."""
+    config = _state(request).config
+    if config.admin == "loopback" and not is_loopback(request.remote):
+        raise RequestError(
+            "The admin API only answers requests from this machine (--admin loopback).",
+            status=403,
+            code="admin_loopback_only",
+        )
+    token = config.admin_token
     if token:
         given = request.headers.get("X-Foxmock-Admin-Token", "")
         scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
@@ -198,7 +219,7 @@ async def status(request: web.Request) -> web.StreamResponse:
 
 def admin_app() -> web.Application:
     """The admin sub-application, mounted at ``/_foxmock/``."""
-    app = web.Application(middlewares=[admin_token_middleware])
+    app = web.Application(middlewares=[admin_access_middleware])
     app.router.add_get("/status", status)
     app.router.add_get("/scenarios", list_scenarios)
     app.router.add_post("/scenarios", add_scenarios)

@@ -13,7 +13,7 @@ from foxmock.latency import Latency
 from foxmock.recorder import Recorder, RecorderSettings, RecordMode
 from foxmock.scenarios.store import ScenarioStore
 from foxmock.server import handlers
-from foxmock.server.admin import PREFIX, admin_app
+from foxmock.server.admin import ADMIN_MODES, PREFIX, admin_app
 from foxmock.server.errors import error_middleware
 from foxmock.server.state import STATE, ServerState
 from foxmock.server.watch import watch_ctx
@@ -45,6 +45,8 @@ def make_recorder(config: Config, store: ScenarioStore) -> Recorder | None:
 def create_app(config: Config | None = None) -> web.Application:
     """Load the scenarios and return a ready application; raises `ScenarioError` on bad files."""
     config = config or Config()
+    if config.admin not in ADMIN_MODES:
+        raise ValueError(f"admin must be one of {', '.join(ADMIN_MODES)}, not {config.admin!r}")
     rng = random.Random(config.seed)
     engine = TemplateEngine(rng)
     store = ScenarioStore(config.scenario_paths(), engine)
@@ -68,7 +70,8 @@ def create_app(config: Config | None = None) -> web.Application:
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model}", handlers.get_model)
     app.router.add_get("/healthz", handlers.healthz)
-    app.add_subapp(PREFIX, admin_app())
+    if config.admin != "off":
+        app.add_subapp(PREFIX, admin_app())
     if config.watch:
         app.cleanup_ctx.append(watch_ctx)
     return app
