@@ -88,6 +88,14 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
         help="larger request bodies get 413 (env FOXMOCK_MAX_BODY_BYTES)",
     )
     serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=_env_number("FOXMOCK_BODY_TIMEOUT", 30.0),
+        metavar="S",
+        help="answer 408 when a request body is not complete after S seconds "
+        "(env FOXMOCK_BODY_TIMEOUT)",
+    )
+    serve.add_argument(
         "--seed",
         type=int,
         default=_env_number("FOXMOCK_SEED", -1, int),
@@ -288,6 +296,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         api_keys=args.api_keys or api_keys_from_env(),
         max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
         seed=None if args.seed < 0 else args.seed,
         time_scale=args.time_scale,
         latency=_latency(args.latency),

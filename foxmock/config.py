@@ -24,6 +24,7 @@ class Config:
     port: int = DEFAULT_PORT
     api_keys: Sequence[str] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY
+    body_timeout: float = 30.0  # a request body not complete after this many seconds gets 408
     seed: int | None = None
     time_scale: float = 1.0
     latency: Mapping[str, Any] | None = None

@@ -34,6 +34,8 @@ class Plan:
     disconnect: bool = False
     answer: Answer | None = None
     fault: str | None = None
+    completion_id: str = ""  # the id and created time in every body and chunk (replay swaps them)
+    created: int = 0
 
 
 def error_plan(error: RequestError, delay: float = 0.0) -> Plan:
@@ -79,7 +81,8 @@ class _Shaping:
     def stream(self, completion_id: str) -> Plan:
         answer, n = self.answer, self.n
         include_usage = bool((self.req.body.get("stream_options") or {}).get("include_usage"))
-        build = ChunkBuilder(completion_id, int(time.time()), answer.model, include_usage)
+        created = int(time.time())
+        build = ChunkBuilder(completion_id, created, answer.model, include_usage)
         deltas, times = self.timed_deltas()
         # the n choices are generated side by side: each step carries every choice's delta
         frames, offsets = [], []
@@ -99,6 +102,7 @@ class _Shaping:
             },
             frames=frames,
             offsets=offsets,
+            created=created,
         )
         if self.fault is not None:
             self._break(plan, frames, offsets, self.fault)
@@ -118,13 +122,14 @@ class _Shaping:
             frames[cut:], offsets[cut:] = [tail], [offsets[cut]]
 
     def body(self, completion_id: str) -> Plan:
-        body = COMPACT.encode(
-            completion_body(self.answer, completion_id, int(time.time()), self.n)
-        ).encode()
+        created = int(time.time())
+        body = COMPACT.encode(completion_body(self.answer, completion_id, created, self.n)).encode()
         delay = 0.0
         if not self.latency.is_zero:  # as long as the same answer would take to stream
             delay = self.timed_deltas()[1][-1]
-        plan = Plan(headers={"content-type": "application/json"}, body=body, delay=delay)
+        plan = Plan(
+            headers={"content-type": "application/json"}, body=body, delay=delay, created=created
+        )
         fault = self.fault
         if fault is None or fault.kind == "no_done":
             return plan
@@ -176,4 +181,5 @@ def shape(
     plan.headers.update(shaping.answer.headers)
     plan.answer = shaping.answer
     plan.fault = fault.kind if fault is not None else None
+    plan.completion_id = completion_id
     return plan

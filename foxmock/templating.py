@@ -118,6 +118,7 @@ class TemplateEngine:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
+        self.read_clock = False  # set by now(): that render depended on the time
         env = _BoundedSandbox(
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
@@ -138,8 +139,8 @@ class TemplateEngine:
         )
         self.env = env
 
-    @staticmethod
-    def _now(fmt: str | None = None) -> str:
+    def _now(self, fmt: str | None = None) -> str:
+        self.read_clock = True
         now = _dt.datetime.now(_dt.timezone.utc)
         return now.strftime(fmt) if fmt else now.isoformat(timespec="seconds")
 
@@ -224,8 +225,11 @@ class RequestContext(Mapping[str, Any]):
 
     def __init__(self, req: ChatRequest) -> None:
         self._req = req
+        self.read_headers = False  # a template read the headers: not a function of the body
 
     def __getitem__(self, key: str) -> Any:
+        if key == "headers":
+            self.read_headers = True
         return _CONTEXT[key](self._req)
 
     def __iter__(self) -> Iterator[str]:

@@ -15,6 +15,7 @@ from foxmock.config import Config
 from foxmock.journal import Journal
 from foxmock.scenarios.store import ScenarioSource
 from foxmock.server.app import create_app
+from foxmock.server.runner import Runner
 from foxmock.server.state import STATE, ServerState
 
 
@@ -100,7 +101,7 @@ class MockServer:
 
     async def start_async(self) -> None:
         """Start on the running event loop."""
-        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+        self._runner = Runner(self.app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from foxmock import Config, create_app
+from foxmock.server.runner import Runner
 from tests.support import ThreadServer, validate_schema, write_scenarios
 
 
@@ -36,7 +37,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             path = write_scenarios(tmp_path, yaml_text, f"scenarios{len(runners)}.yaml")
             config.setdefault("scenarios", [path])
         app = create_app(Config(**config))
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        runner = Runner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)

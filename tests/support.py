@@ -15,6 +15,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from foxmock import Config, create_app
+from foxmock.server.runner import Runner
 
 SPEC_PACKAGE_PATH = ("_data", "upstream", "openai", "official", "openapi.yml")
 
@@ -102,7 +103,7 @@ class ThreadServer:
         self._loop.close()
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = Runner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

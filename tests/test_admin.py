@@ -149,11 +149,14 @@ async def test_status(
         "watch": False,
         "reload_error": [],
         "journal": {"size": 0, "max": 1000, "total": 0},
+        "replay": {"enabled": True, "entries": 0, "hits": 0},
     }
     await answer(server, openapi, "hi")
     await answer(server, openapi, "again")
+    await answer(server, openapi, "again")
     status = await call(http, server, "GET", "/status", expect=200)
-    assert status["journal"] == {"size": 2, "max": 1000, "total": 2}
+    assert status["journal"] == {"size": 3, "max": 1000, "total": 3}
+    assert status["replay"] == {"enabled": True, "entries": 2, "hits": 1}
 
 
 async def test_status_reports_journal_size_setting(

@@ -15,6 +15,7 @@ from foxmock._exceptions import Problem, ScenarioError
 from foxmock.latency import Latency, parse_duration
 from foxmock.matching import CompileError, compile_match
 from foxmock.scenarios.model import Fault, Render, Respond, Scenario, ScenarioSet, ToolCallSpec
+from foxmock.scenarios.quickcheck import surely_valid
 from foxmock.scenarios.yamlnodes import (
     Lines,
     YamlProblem,
@@ -267,7 +268,9 @@ def _message(error: Any) -> str:
 
 
 def _schema_problems(data: Any, source: str, lines: Lines) -> list[Problem]:
-    from jsonschema import Draft202012Validator
+    if surely_valid(data, scenario_schema()):
+        return []
+    from jsonschema import Draft202012Validator  # only files that may be broken pay its import
 
     validator = Draft202012Validator(scenario_schema())
     problems: list[Problem] = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foxmock.latency import Latency
-from foxmock.matching import All, Miss, Text
+from foxmock.matching import All, AnyOf, Header, Miss, Not, Predicate, Text
 from foxmock.openai.request import ChatRequest
 from foxmock.streaming import Chunking
 
@@ -106,6 +106,17 @@ def _index_key(scenario: Scenario) -> tuple[str | None, ...]:
     return tuple(exact.get(key, _ANY) for key in _INDEXED)
 
 
+def _header_names(predicate: Predicate) -> set[str]:
+    """The (lower-case) header names a match looks at, however deeply nested."""
+    if isinstance(predicate, Header):
+        return {predicate.name}
+    if isinstance(predicate, (All, AnyOf)):
+        return set().union(*(_header_names(p) for p in predicate.parts))
+    if isinstance(predicate, Not):
+        return _header_names(predicate.inner)
+    return set()
+
+
 class ScenarioSet:
     """Scenarios in match order: higher priority first, then the order they were loaded.
 
@@ -120,6 +131,10 @@ class ScenarioSet:
         self._index: dict[tuple[str | None, ...], list[int]] = {}
         for rank, scenario in enumerate(self.scenarios):
             self._index.setdefault(_index_key(scenario), []).append(rank)
+        # every header some match looks at: a request's outcome depends on its body and these
+        self.header_names = tuple(
+            sorted(set().union(*(_header_names(s.match) for s in self.scenarios)))
+        )
 
     def __len__(self) -> int:
         return len(self.scenarios)

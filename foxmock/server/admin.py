@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from foxmock._exceptions import Problem, RequestError, ScenarioError
+from foxmock.server.errors import expect_handler
 from foxmock.server.state import STATE, ServerState
 
 PREFIX = "/_foxmock"
@@ -213,6 +214,7 @@ async def status(request: web.Request) -> web.StreamResponse:
                 "max": state.journal.maxlen,
                 "total": state.journal.total,
             },
+            "replay": state.replay_stats(),
         }
     )
 
@@ -220,14 +222,20 @@ async def status(request: web.Request) -> web.StreamResponse:
 def admin_app() -> web.Application:
     """The admin sub-application, mounted at ``/_foxmock/``."""
     app = web.Application(middlewares=[admin_access_middleware])
-    app.router.add_get("/status", status)
-    app.router.add_get("/scenarios", list_scenarios)
-    app.router.add_post("/scenarios", add_scenarios)
-    app.router.add_delete("/scenarios", clear_scenarios)
-    app.router.add_put("/scenarios/{name}", put_scenario)
-    app.router.add_delete("/scenarios/{name}", delete_scenario)
-    app.router.add_post("/reset", reset)
-    app.router.add_post("/reload", reload)
-    app.router.add_get("/journal", read_journal)
-    app.router.add_delete("/journal", clear_journal)
+    for method, path, handler in [
+        ("GET", "/status", status),
+        ("GET", "/scenarios", list_scenarios),
+        ("POST", "/scenarios", add_scenarios),
+        ("DELETE", "/scenarios", clear_scenarios),
+        ("PUT", "/scenarios/{name}", put_scenario),
+        ("DELETE", "/scenarios/{name}", delete_scenario),
+        ("POST", "/reset", reset),
+        ("POST", "/reload", reload),
+        ("GET", "/journal", read_journal),
+        ("DELETE", "/journal", clear_journal),
+    ]:
+        if method == "GET":  # GET routes answer HEAD too, as aiohttp's add_get does
+            app.router.add_get(path, handler, expect_handler=expect_handler)
+        else:
+            app.router.add_route(method, path, handler, expect_handler=expect_handler)
     return app

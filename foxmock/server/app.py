@@ -14,7 +14,7 @@ from foxmock.recorder import Recorder, RecorderSettings, RecordMode
 from foxmock.scenarios.store import ScenarioStore
 from foxmock.server import handlers
 from foxmock.server.admin import ADMIN_MODES, PREFIX, admin_app
-from foxmock.server.errors import error_middleware
+from foxmock.server.errors import error_middleware, expect_handler
 from foxmock.server.state import STATE, ServerState
 from foxmock.server.watch import watch_ctx
 from foxmock.templating import TemplateEngine
@@ -47,6 +47,8 @@ def create_app(config: Config | None = None) -> web.Application:
     config = config or Config()
     if config.admin not in ADMIN_MODES:
         raise ValueError(f"admin must be one of {', '.join(ADMIN_MODES)}, not {config.admin!r}")
+    if not config.body_timeout > 0:
+        raise ValueError(f"body timeout must be positive, not {config.body_timeout!r}")
     rng = random.Random(config.seed)
     engine = TemplateEngine(rng)
     store = ScenarioStore(config.scenario_paths(), engine)
@@ -66,10 +68,12 @@ def create_app(config: Config | None = None) -> web.Application:
         middlewares=[error_middleware],
     )
     app[STATE] = state
-    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
-    app.router.add_get("/v1/models", handlers.list_models)
-    app.router.add_get("/v1/models/{model}", handlers.get_model)
-    app.router.add_get("/healthz", handlers.healthz)
+    router = app.router
+    chat = handlers.chat_completions
+    router.add_post("/v1/chat/completions", chat, expect_handler=expect_handler)
+    router.add_get("/v1/models", handlers.list_models, expect_handler=expect_handler)
+    router.add_get("/v1/models/{model}", handlers.get_model, expect_handler=expect_handler)
+    router.add_get("/healthz", handlers.healthz, expect_handler=expect_handler)
     if config.admin != "off":
         app.add_subapp(PREFIX, admin_app())
     if config.watch:

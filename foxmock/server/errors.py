@@ -6,14 +6,16 @@ import asyncio
 import json
 import logging
 
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from foxmock._exceptions import RequestError
 from foxmock.server.auth import check_bearer
 from foxmock.server.state import STATE
 
 log = logging.getLogger("foxmock")
+_HTTP1 = (HttpVersion10, HttpVersion11)
 
 
 def error_response(error: RequestError) -> web.Response:
@@ -23,6 +25,25 @@ def error_response(error: RequestError) -> web.Response:
         text=json.dumps(error.envelope()),
         content_type="application/json",
         headers=error.headers,
+    )
+
+
+async def expect_handler(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` gets its interim answer; any other expectation a 417 envelope."""
+    expect = request.headers.get("Expect", "")
+    if request.version != HttpVersion11:
+        return None
+    if expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
+        return None
+    return error_response(
+        RequestError(
+            "Unsupported Expect header; only '100-continue' is understood.",
+            status=417,
+            param="Expect",
+            code="expectation_failed",
+        )
     )
 
 
@@ -55,16 +76,35 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> RequestError:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Check API keys, then turn every failure into an OpenAI error envelope (no tracebacks)."""
     try:
+        if request.version not in _HTTP1:  # aiohttp reads "GET /" and "HTTP/2.0" lines as well
+            raise RequestError(
+                "foxmock speaks HTTP/1.0 and HTTP/1.1; the request line named another version.",
+                status=400,
+                code="invalid_http_request",
+            )
         keys = request.app[STATE].api_keys
         if keys and request.path.startswith("/v1/"):
             check_bearer(request.headers.get("Authorization"), keys)
         return await handler(request)
     except RequestError as exc:
-        return error_response(exc)
+        response = error_response(exc)
+        if exc.status == 408:  # the rest of a late body must not be read as a new request
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return error_response(_from_http(request, exc))
+    except RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not decode with
+        request.content.feed_eof()  # the rest is unreadable: aiohttp must not try to drain it
+        response = error_response(
+            RequestError(
+                f"The request body could not be read ({' '.join(str(exc).split())}).",
+                code="invalid_body",
+            )
+        )
+        response.force_close()
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:

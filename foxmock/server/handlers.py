@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -13,9 +14,10 @@ from foxmock._exceptions import RequestError
 from foxmock.answer import RenderError
 from foxmock.journal import Entry
 from foxmock.openai.request import ChatRequest
-from foxmock.openai.responses import model_object
+from foxmock.openai.responses import make_id, model_object
 from foxmock.openai.validation import validate_chat_request
-from foxmock.plan import shape
+from foxmock.plan import Plan, shape
+from foxmock.replay import ReplayCache, drew_only_an_id, replay_key, replay_of
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.server.delivery import deliver
 from foxmock.server.state import STATE, ServerState
@@ -47,19 +49,58 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
-async def read_json(request: web.Request) -> Any:
-    """The JSON body, or a 415/400 `RequestError` saying what is wrong with it."""
+async def read_body(request: web.Request) -> bytes:
+    """The raw body of a JSON request, or a 415 `RequestError` for another content type."""
     if request.content_type != "application/json":
         raise RequestError(
             f"Unsupported content type {request.content_type!r}; send 'application/json'.",
             status=415,
             code="unsupported_media_type",
         )
-    raw = await request.read()
+    if request.content.is_eof():  # the usual case: the body came with the headers
+        return await request.read()
+    timeout = request.app[STATE].config.body_timeout
     try:
-        return _DECODER.decode(raw.decode("utf-8"))
+        return await asyncio.wait_for(request.read(), timeout)
+    except asyncio.TimeoutError:
+        raise RequestError(
+            f"The request body did not arrive within {timeout:g} s.",
+            status=408,
+            code="request_timeout",
+        ) from None
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def decode_json(raw: bytes) -> Any:
+    """The parsed body, or a 400 `RequestError` when it is not JSON (or not Unicode text)."""
+    try:
+        body = _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise RequestError(_INVALID_JSON, code="invalid_json") from None
+    # "\ud800" alone is valid JSON syntax but no character: nothing could echo it as UTF-8
+    if (b"\\ud" in raw or b"\\uD" in raw) and _has_lone_surrogate(body):
+        raise RequestError(
+            "The JSON body contains a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is "
+            "not a character; send valid Unicode text.",
+            code="invalid_json",
+        )
+    return body
 
 
 def no_match_error(scenarios: ScenarioSet, req: ChatRequest) -> RequestError:
@@ -95,11 +136,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _chat(request: web.Request, state: ServerState, entry: Entry) -> web.StreamResponse:
-    entry.body = await read_json(request)
+    raw = await read_body(request)
+    scenarios = state.scenarios
+    cache = state.replay_cache(scenarios)
+    key = replay_key(raw, request.headers, scenarios.header_names) if cache is not None else b""
+    if cache is not None and (replay := cache.get(key)) is not None:
+        entry.body, entry.stream, entry.scenario = replay.body, replay.stream, replay.scenario
+        plan = replay.plan(make_id("cmpl_", state.rng), int(time.time()))
+        _journal_answer(entry, plan)
+        return await deliver(request, plan)
+    entry.body = decode_json(raw)
     body = validate_chat_request(entry.body)
     req = ChatRequest(body, request.headers)
     entry.stream = req.stream
-    scenarios = state.scenarios
     scenario = scenarios.find(req)
     recorder = state.recorder
     if recorder is not None and recorder.mode.forwards(scenario is not None):
@@ -112,21 +161,50 @@ async def _chat(request: web.Request, state: ServerState, entry: Entry) -> web.S
         log.warning("%s", error.message)
         raise error
     entry.scenario = scenario.name
+    admit = cache is not None and scenario.name not in cache.refused
+    rng_before = state.rng.getstate() if admit else None
+    state.engine.read_clock = False
+    ctx = RequestContext(req)
     try:
-        plan = shape(
-            scenario, req, RequestContext(req), state.rng, state.latency, state.config.time_scale
-        )
+        plan = shape(scenario, req, ctx, state.rng, state.latency, state.config.time_scale)
     except RenderError as exc:
         log.error("%s", exc)
         raise RequestError(
             str(exc), status=500, type="server_error", code="scenario_render_error"
         ) from None
+    if cache is not None and rng_before is not None:
+        _admit(cache, key, plan, body, scenario.name, req.stream, state, ctx, rng_before)
+    _journal_answer(entry, plan)
+    return await deliver(request, plan)
+
+
+def _admit(
+    cache: ReplayCache,
+    key: bytes,
+    plan: Plan,
+    body: Any,
+    scenario: str,
+    stream: bool,
+    state: ServerState,
+    ctx: RequestContext,
+    rng_before: tuple[Any, ...],
+) -> None:
+    """Keep ``plan`` for replay if it depended on the body alone; else never try its scenario."""
+    replay = None
+    if not (state.engine.read_clock or ctx.read_headers) and drew_only_an_id(rng_before, state.rng):
+        replay = replay_of(plan, body, scenario, stream)
+    if replay is None:
+        cache.refused.add(scenario)
+    else:
+        cache.put(key, replay)
+
+
+def _journal_answer(entry: Entry, plan: Plan) -> None:
     entry.fault = plan.fault
     if plan.answer is not None:
         entry.content = plan.answer.content
         entry.tool_calls = [c["function"]["name"] for c in plan.answer.tool_calls]
         entry.finish_reason = plan.answer.finish_reason
-    return await deliver(request, plan)
 
 
 def _models(state: ServerState) -> list[dict[str, Any]]:

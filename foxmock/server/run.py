@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from foxmock.server.runner import Runner
+
 log = logging.getLogger("foxmock")
 BACKLOG = 4096  # bursts of thousands of new connections must not wait for the kernel to retry
 
@@ -65,7 +67,7 @@ async def serve_forever(
     reuse_port: bool = False,
 ) -> None:
     """Listen on ``host:port`` (0 picks a free port) until a stop signal arrives."""
-    runner = web.AppRunner(
+    runner = Runner(
         app, access_log=access_log, shutdown_timeout=shutdown_timeout, handler_cancellation=True
     )
     await runner.setup()

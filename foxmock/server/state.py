@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -13,6 +14,7 @@ from foxmock.journal import Journal
 from foxmock.latency import Latency
 from foxmock.matching import Text
 from foxmock.recorder.proxy import Recorder
+from foxmock.replay import ReplayCache
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.scenarios.store import ScenarioStore
 from foxmock.templating import TemplateEngine
@@ -31,11 +33,26 @@ class ServerState:
     latency: Latency = Latency()
     journal: Journal = field(default_factory=Journal)
     recorder: Recorder | None = None
+    _replay: tuple[ScenarioSet, ReplayCache | None] | None = None
 
     @property
     def scenarios(self) -> ScenarioSet:
         """The scenario set serving right now."""
         return self.store.current
+
+    def replay_cache(self, scenarios: ScenarioSet) -> ReplayCache | None:
+        """The replay cache of ``scenarios`` (a new set starts empty); None when off for it."""
+        if self._replay is None or self._replay[0] is not scenarios:
+            off = self.recorder is not None
+            self._replay = (scenarios, None if off else ReplayCache())
+        return self._replay[1]
+
+    def replay_stats(self) -> dict[str, Any]:
+        """What the replay cache of the serving set holds: on/off, answers kept, hits."""
+        cache = self.replay_cache(self.scenarios)
+        if cache is None:
+            return {"enabled": False, "entries": 0, "hits": 0}
+        return {"enabled": True, "entries": len(cache), "hits": cache.hits}
 
     def model_ids(self) -> list[str]:
         """Models for ``/v1/models``: those the files list, then exact model matches."""
