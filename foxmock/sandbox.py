@@ -1,0 +1,188 @@
+"""The Jinja2 side of templating: a bounded sandbox, compiled templates and render guards.
+
+Imported on first use only: a scenario set whose templates are all plain substitutions
+(``Hello {{ last_user }}``) never loads Jinja2 (see `foxmock.templating`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import time
+import uuid as _uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from foxmock.templating import (
+    MAX_OUTPUT_CHARS,
+    MAX_RANGE_STEPS,
+    MAX_RENDER_SECONDS,
+    TemplateError,
+    to_json,
+)
+
+if TYPE_CHECKING:
+    from foxmock.templating import TemplateEngine
+
+_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
+
+
+def _regex_search(value: Any, pattern: str, group: int | str = 1) -> str | None:
+    match = re.search(pattern, str(value))
+    if match is None:
+        return None
+    return match.group(group if match.re.groups else 0)
+
+
+def _regex_replace(value: Any, pattern: str, replacement: str) -> str:
+    return re.sub(pattern, replacement, str(value))
+
+
+def _from_json(value: Any) -> Any:
+    return json.loads(str(value))
+
+
+@dataclass
+class _Budget:
+    deadline: float
+    steps: int = 0
+
+    def spend(self, steps: int = 1) -> None:
+        self.steps += steps
+        if self.steps > MAX_RANGE_STEPS:
+            raise SecurityError(f"template loops ran more than {MAX_RANGE_STEPS} steps")
+        if time.monotonic() > self.deadline:
+            raise SecurityError(f"template took longer than {MAX_RENDER_SECONDS:g}s to render")
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("foxmock_render_budget", default=None)
+
+
+def _spend(steps: int = 1) -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.spend(steps)
+
+
+def _bounded_range(*args: int) -> Iterator[int]:
+    """``range`` that counts every step against the render's budget."""
+    for i, value in enumerate(range(*args)):
+        if i % 1000 == 0:
+            _spend(1000)
+        yield value
+
+
+def _sized(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, list, tuple)) else None
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, plus bounds on repetition, powers, loop steps and render time."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            size, times = (
+                (_sized(left), right) if _sized(left) is not None else (_sized(right), left)
+            )
+            if size is not None and isinstance(times, int) and size * times > MAX_OUTPUT_CHARS:
+                raise SecurityError(f"repetition would exceed {MAX_OUTPUT_CHARS} items")
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _spend(0)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def make_environment(engine: TemplateEngine) -> SandboxedEnvironment:
+    """The sandbox with foxmock's filters and helpers; randomness from the engine's RNG."""
+    rng = engine.rng
+    env = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.filters.update(
+        regex_search=_regex_search,
+        regex_replace=_regex_replace,
+        json=to_json,
+        from_json=_from_json,
+        random=lambda seq: rng.choice(list(seq)),
+    )
+    env.globals.update(
+        uuid=lambda: str(_uuid.UUID(int=rng.getrandbits(128), version=4)),
+        now=lambda fmt=None: _now(engine, fmt),
+        random_int=lambda low, high: rng.randint(int(low), int(high)),
+        random_choice=lambda seq: rng.choice(list(seq)),
+        json=to_json,
+        range=_bounded_range,
+    )
+    return env
+
+
+def _now(engine: TemplateEngine, fmt: str | None = None) -> str:
+    engine.read_clock = True
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime(fmt) if fmt else now.isoformat(timespec="seconds")
+
+
+def _pick(ctx: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    return {name: ctx[name] for name in names if name in ctx}
+
+
+def compile_template(
+    env: SandboxedEnvironment, source: str, *, native: bool = False
+) -> Callable[[Mapping[str, Any]], Any]:
+    """Compile ``source`` in the sandbox; see `TemplateEngine.compile`."""
+    whole = _WHOLE_EXPRESSION.match(source) if native else None
+    try:
+        tree = env.parse(source)
+        _refuse_private_access(tree)
+        # pass a template only the variables it names: each is computed on demand
+        names = frozenset(meta.find_undeclared_variables(tree))
+        if whole is not None:
+            expression = env.compile_expression(whole.group("expr"), undefined_to_none=False)
+            return lambda ctx: _guard(lambda: expression(**_pick(ctx, names)))
+        template = env.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
+    return lambda ctx: _guard(lambda: template.render(_pick(ctx, names)))
+
+
+def _refuse_private_access(tree: nodes.Template) -> None:
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = str(node.arg.value)
+        elif isinstance(node, nodes.Name):
+            name = node.name
+        else:
+            continue
+        if name.startswith("_"):
+            raise TemplateError(
+                f"template refers to private name {name!r}; templates may not reach "
+                "Python internals",
+                node.lineno,
+            )
+
+
+def _guard(render: Callable[[], Any]) -> Any:
+    token = _BUDGET.set(_Budget(time.monotonic() + MAX_RENDER_SECONDS))
+    try:
+        value = render()
+    except SecurityError as exc:
+        raise TemplateError(f"template refused by the sandbox: {exc}") from None
+    except Exception as exc:  # a template may raise anything a helper raises
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        _BUDGET.reset(token)
+    if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS:
+        raise TemplateError(f"template output exceeds {MAX_OUTPUT_CHARS} characters")
+    return value
