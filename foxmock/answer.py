@@ -12,7 +12,7 @@ from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import assistant_message, chat_completion, make_id, tool_call_object
 from foxmock.scenarios.model import Respond, Scenario, ToolCallSpec
 from foxmock.synthesis import SynthesisError, schema_errors, synthesize_valid
-from foxmock.templating import TemplateError
+from foxmock.templating import MAX_OUTPUT_CHARS, TemplateError
 from foxmock.tokens import count_prompt_tokens, count_tokens, split_tokens
 
 
@@ -61,6 +61,10 @@ def _check_strict(value: Any, schema: dict[str, Any] | None, strict: bool, failu
             raise TemplateError(f"{failure}: {'; '.join(errors[:3])}")
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: Mapping[str, Any]) -> str:
     schema, strict = _tool_schema(req, name)
     if spec.arguments is None and spec.chunks is None:
@@ -68,10 +72,21 @@ def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: Mapping[str
     if spec.arguments is None:
         arguments = "".join(_text(c, ctx) for c in spec.chunks or ())
     else:
-        value = spec.arguments(ctx)
-        arguments = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        try:
+            value = spec.arguments(ctx)  # an object of templates renders and dumps itself
+            arguments = (
+                value
+                if isinstance(value, str)
+                else json.dumps(value, ensure_ascii=False, allow_nan=False)
+            )
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise TemplateError(
+                f"tool call arguments are not a JSON value ({type(exc).__name__}: {exc})"
+            ) from None
+    if len(arguments) > MAX_OUTPUT_CHARS:
+        raise TemplateError(f"tool call arguments exceed {MAX_OUTPUT_CHARS} characters")
     try:
-        parsed = json.loads(arguments)
+        parsed = json.loads(arguments, parse_constant=_no_constants)
     except ValueError as exc:
         raise TemplateError(
             f"tool call arguments are not valid JSON ({exc}): {arguments[:200]!r}"

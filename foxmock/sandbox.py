@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.parser import Parser
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from foxmock.templating import (
     MAX_OUTPUT_CHARS,
@@ -71,22 +74,56 @@ def _spend(steps: int = 1) -> None:
         budget.spend(steps)
 
 
-def _bounded_range(*args: int) -> Iterator[int]:
-    """``range`` that counts every step against the render's budget."""
-    for i, value in enumerate(range(*args)):
+def _bounded(iterable: Any) -> Iterator[Any]:
+    """Iterate ``iterable``, counting every step against the render's budget."""
+    for i, value in enumerate(iterable):
         if i % 1000 == 0:
             _spend(1000)
         yield value
+
+
+def _bounded_range(*args: int) -> Iterator[int]:
+    """``range`` that counts every step against the render's budget."""
+    return _bounded(range(*args))
 
 
 def _sized(value: Any) -> int | None:
     return len(value) if isinstance(value, (str, list, tuple)) else None
 
 
-class _BoundedSandbox(SandboxedEnvironment):
-    """The sandbox, plus bounds on repetition, powers, loop steps and render time."""
+def _concat(*parts: Any) -> str:
+    """The ``~`` operator, refusing results over the output cap before building them."""
+    texts = [str(part) for part in parts]
+    if sum(len(t) for t in texts) > MAX_OUTPUT_CHARS:
+        raise SecurityError(f"concatenation would exceed {MAX_OUTPUT_CHARS} characters")
+    return "".join(texts)
 
-    intercepted_binops = frozenset({"*", "**"})
+
+# names the compiled code calls; templates cannot spell them (private names are refused)
+_LOOP, _CONCAT = "_foxmock_bounded", "_foxmock_concat"
+
+
+class _Bounder(NodeTransformer):
+    """Route every ``for`` loop through the step budget and every ``~`` through the size cap."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Call(
+            nodes.Name(_LOOP, "load"), [node.iter], [], None, None, lineno=node.lineno
+        )
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return nodes.Call(
+            nodes.Name(_CONCAT, "load"), list(node.nodes), [], None, None, lineno=node.lineno
+        )
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox (no mutating the request), plus bounds on sizes, loop steps and time."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
@@ -97,6 +134,8 @@ class _BoundedSandbox(SandboxedEnvironment):
             )
             if size is not None and isinstance(times, int) and size * times > MAX_OUTPUT_CHARS:
                 raise SecurityError(f"repetition would exceed {MAX_OUTPUT_CHARS} items")
+        if operator == "+" and (_sized(left) or 0) + (_sized(right) or 0) > MAX_OUTPUT_CHARS:
+            raise SecurityError(f"addition would exceed {MAX_OUTPUT_CHARS} items")
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
@@ -108,6 +147,7 @@ def make_environment(engine: TemplateEngine) -> SandboxedEnvironment:
     """The sandbox with foxmock's filters and helpers; randomness from the engine's RNG."""
     rng = engine.rng
     env = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    del env.globals["lipsum"]  # generates text without bound
     env.filters.update(
         regex_search=_regex_search,
         regex_replace=_regex_replace,
@@ -122,6 +162,7 @@ def make_environment(engine: TemplateEngine) -> SandboxedEnvironment:
         random_choice=lambda seq: rng.choice(list(seq)),
         json=to_json,
         range=_bounded_range,
+        **{_LOOP: _bounded, _CONCAT: _concat},
     )
     return env
 
@@ -147,12 +188,23 @@ def compile_template(
         # pass a template only the variables it names: each is computed on demand
         names = frozenset(meta.find_undeclared_variables(tree))
         if whole is not None:
-            expression = env.compile_expression(whole.group("expr"), undefined_to_none=False)
+            expression = _compile_expression(env, whole.group("expr"))
             return lambda ctx: _guard(lambda: expression(**_pick(ctx, names)))
-        template = env.from_string(source)
+        template = env.from_string(_Bounder().visit(tree))
+    except TemplateError:
+        raise
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
+    except Exception as exc:  # Jinja2 folds constants while compiling: anything can surface
+        raise TemplateError(f"template cannot be compiled: {type(exc).__name__}: {exc}") from None
     return lambda ctx: _guard(lambda: template.render(_pick(ctx, names)))
+
+
+def _compile_expression(env: SandboxedEnvironment, source: str) -> TemplateExpression:
+    """``env.compile_expression``, with the loop and size bounds of whole templates."""
+    expr = Parser(env, source, state="variable").parse_expression()
+    tree = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
+    return TemplateExpression(env.from_string(_Bounder().visit(tree)), False)
 
 
 def _refuse_private_access(tree: nodes.Template) -> None:
@@ -173,6 +225,22 @@ def _refuse_private_access(tree: nodes.Template) -> None:
             )
 
 
+def _too_big(value: Any) -> bool:
+    """Whether a native value holds more than the output cap (strings by length, items by 1)."""
+    seen, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        seen += len(item) if isinstance(item, str) else 1
+        if seen > MAX_OUTPUT_CHARS:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
 def _guard(render: Callable[[], Any]) -> Any:
     token = _BUDGET.set(_Budget(time.monotonic() + MAX_RENDER_SECONDS))
     try:
@@ -183,6 +251,6 @@ def _guard(render: Callable[[], Any]) -> Any:
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
     finally:
         _BUDGET.reset(token)
-    if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS:
+    if _too_big(value):
         raise TemplateError(f"template output exceeds {MAX_OUTPUT_CHARS} characters")
     return value

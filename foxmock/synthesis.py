@@ -17,6 +17,8 @@ from functools import lru_cache
 from typing import Any
 
 MAX_DEPTH = 12
+MAX_ITEMS = 1000  # a schema demanding more items (minItems) is refused, not obeyed
+MAX_CHARS = 100_000  # likewise for minLength
 _FORMATS = {
     "date-time": "2025-01-01T00:00:00Z",
     "date": "2025-01-01",
@@ -71,6 +73,8 @@ def _number(schema: dict[str, Any], integer: bool) -> int | float:
 def _string(schema: dict[str, Any], name: str) -> str:
     text = _FORMATS.get(str(schema.get("format")), name or "text")
     low, high = schema.get("minLength", 0), schema.get("maxLength")
+    if low > MAX_CHARS:
+        raise SynthesisError(f"minLength {low} is more than foxmock synthesises ({MAX_CHARS})")
     if len(text) < low:
         text = text + "x" * (low - len(text))
     if high is not None:
@@ -126,6 +130,8 @@ def synthesize(schema: Any, root: Any = None, name: str = "", depth: int = 0) ->
         return {key: synthesize(sub, root, key, depth + 1) for key, sub in props.items()}
     if kind == "array":
         count = max(schema.get("minItems", 0), 1)
+        if count > MAX_ITEMS:
+            raise SynthesisError(f"minItems {count} is more than foxmock synthesises ({MAX_ITEMS})")
         if schema.get("maxItems") is not None:
             count = min(count, schema["maxItems"])
         item_name = name[:-1] if name.endswith("s") else name
@@ -148,17 +154,29 @@ def _validator_for(schema_json: str) -> Any:
 
 
 def schema_errors(instance: Any, schema: dict[str, Any]) -> list[str]:
-    """Every way ``instance`` breaks ``schema``, as short sentences (empty when valid)."""
-    validator = _validator_for(json.dumps(schema, sort_keys=True))
-    return [
-        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-        for e in validator.iter_errors(instance)
-    ]
+    """Every way ``instance`` breaks ``schema``, as short sentences (empty when valid).
+
+    A schema the validator cannot work with (a request's malformed schema) raises
+    `SynthesisError` saying so.
+    """
+    try:
+        validator = _validator_for(json.dumps(schema, sort_keys=True))
+        return [
+            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in validator.iter_errors(instance)
+        ]
+    except Exception as exc:  # jsonschema raises many kinds on malformed schemas
+        raise SynthesisError(f"the schema cannot be checked: {type(exc).__name__}: {exc}") from None
 
 
 def synthesize_valid(schema: dict[str, Any]) -> Any:
     """`synthesize`, then check the result; raise `SynthesisError` when it is not valid."""
-    value = synthesize(schema)
+    try:
+        value = synthesize(schema)
+    except SynthesisError:
+        raise
+    except Exception as exc:  # a malformed schema: wrong types where numbers or lists belong
+        raise SynthesisError(f"the schema cannot be used: {type(exc).__name__}: {exc}") from None
     errors = schema_errors(value, schema)
     if errors:
         raise SynthesisError("cannot synthesise a valid value: " + "; ".join(errors[:3]))

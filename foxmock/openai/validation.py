@@ -455,3 +455,22 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
     for check in CHECKS:
         check(body)
     return body
+
+
+MAX_DEPTH = 64  # deeper JSON (a tool schema nested to the parser's limit) is refused
+
+
+def check_depth(body: Any) -> None:
+    """Refuse nesting deeper than `MAX_DEPTH`: later steps (token counts, schema checks) recurse."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise RequestError(
+                f"The request nests objects and arrays more than {MAX_DEPTH} levels deep.",
+                code="nesting_too_deep",
+            )
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))

@@ -88,7 +88,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except RequestError as exc:
         response = error_response(exc)
-        if exc.status == 408:  # the rest of a late body must not be read as a new request
+        if exc.status == 408:  # close now: neither read the late rest nor take it for a request
+            request.content.feed_eof()
             response.force_close()
         return response
     except web.HTTPException as exc:

@@ -15,7 +15,7 @@ from foxmock.answer import RenderError
 from foxmock.journal import Entry
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import make_id, model_object
-from foxmock.openai.validation import validate_chat_request
+from foxmock.openai.validation import MAX_DEPTH, check_depth, validate_chat_request
 from foxmock.plan import Plan, shape
 from foxmock.replay import ReplayCache, drew_only_an_id, replay_key, replay_of
 from foxmock.scenarios.model import ScenarioSet
@@ -93,6 +93,8 @@ def decode_json(raw: bytes) -> Any:
         body = _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise RequestError(_INVALID_JSON, code="invalid_json") from None
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:  # else it cannot nest that deep
+        check_depth(body)
     # "\ud800" alone is valid JSON syntax but no character: nothing could echo it as UTF-8
     if (b"\\ud" in raw or b"\\uD" in raw) and _has_lone_surrogate(body):
         raise RequestError(
