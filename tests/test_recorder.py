@@ -8,7 +8,11 @@ validated against OpenAI's OpenAPI schemas; recordings are real files checked by
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
+import fcntl
 import json
+import random
 import re
 import subprocess
 import sys
@@ -24,7 +28,12 @@ import pytest
 import yaml
 
 import foxmock
-from foxmock.recorder.writer import write_atomically
+from foxmock.recorder import Recorder, RecorderSettings, RecordMode, proxy
+from foxmock.recorder.capture import Exchange, recording_name
+from foxmock.recorder.redact import Redactor, basic_secrets, secrets_in
+from foxmock.recorder.writer import remove_stale_temps, write_atomically
+from foxmock.scenarios.store import ScenarioStore
+from foxmock.templating import TemplateEngine
 from tests.recording_support import (
     ACCOUNT,
     ACCOUNT_REGEX,
@@ -890,6 +899,143 @@ def test_write_atomically_readers_see_old_or_new(tmp_path: Path) -> None:
         write_atomically(path, "c: 3\n" * 1000 + "\ud800")
     assert path.read_text("utf-8") == old
     assert sorted(p.name for p in path.parent.iterdir()) == ["recording.yaml"]
+
+
+def test_stale_temp_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    """Only the writer's own temp names, only unlocked (a live writer holds its lock)."""
+    stale = tmp_path / ".a-story-0123456789ab.yaml.k2j4_x9q.tmp"
+    stale.write_text("half a recording", "utf-8")
+    live = tmp_path / ".live-0123456789ab.yaml.abcdefgh.tmp"
+    live.write_text("being written", "utf-8")
+    kept = [
+        "a-story-0123456789ab.yaml",
+        ".a-story.yaml.tmp",  # no random part
+        ".a-story.yaml.ABCDEFGH.tmp",  # mkstemp never uses capitals
+        "a-story.yaml.abcdefgh.tmp",  # not hidden
+        ".a-story.yml.abcdefgh.tmp",
+        ".a-story.yaml.abcdefgh.tmp.bak",
+    ]
+    for name in kept:
+        (tmp_path / name).write_text("someone else's", "utf-8")
+    (tmp_path / ".dir.yaml.abcdefgh.tmp").mkdir()
+    (tmp_path / ".link.yaml.abcdefgh.tmp").symlink_to(tmp_path / kept[0])
+    with live.open("r+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as write_atomically holds it while it writes
+        assert remove_stale_temps(tmp_path) == 1
+        assert live.exists() and not stale.exists()
+    assert remove_stale_temps(tmp_path) == 1  # the writer died: now it is stale
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*kept, ".dir.yaml.abcdefgh.tmp", ".link.yaml.abcdefgh.tmp"]
+    )
+    assert (tmp_path / kept[0]).read_text("utf-8") == "someone else's"
+    assert remove_stale_temps(tmp_path / "missing") == 0
+
+
+def test_a_write_never_loses_its_temp_file_to_a_cleaner(tmp_path: Path) -> None:
+    """Writers and cleaners racing on one folder: every write lands, whole."""
+    stop = threading.Event()
+
+    def clean() -> None:
+        while not stop.is_set():
+            remove_stale_temps(tmp_path)
+
+    cleaners = [threading.Thread(target=clean) for _ in range(2)]
+    for thread in cleaners:
+        thread.start()
+    try:
+        for i in range(100):
+            write_atomically(tmp_path / f"r{i % 7}.yaml", f"n: {i}\n")
+    finally:
+        stop.set()
+        for thread in cleaners:
+            thread.join(10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"r{i}.yaml" for i in range(7)]
+    assert (tmp_path / "r1.yaml").read_text("utf-8") == "n: 99\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "prefix"),
+    [
+        ("Tell me a story", "tell-me-a-story-"),
+        ("Set the locale to sk-SK for Slovak users", "set-the-locale-to-sk-sk-"),
+        (f"my key is {CLIENT_KEY}", "my-key-is-redacted-"),
+        (f"{KEY_SHAPED} and then some", "redacted-and-then-some-"),
+        ("xoxb-abc def ghi jkl", "request-"),
+        ("a Bearer abcdefghijklmnopqrstuvwxyz token", "a-redacted-token-"),
+        (f"use {ORGANIZATION.lower()} please", "use-redacted-please-"),
+        ("", "request-"),
+    ],
+)
+def test_recording_names_never_hold_a_key_shape_or_a_credential(text: str, prefix: str) -> None:
+    request = {"model": MODEL, "messages": user(text)}
+    known = [CLIENT_KEY, ORGANIZATION.lower()]
+    name = recording_name(request, {"model": MODEL}, Redactor(), known)
+    assert name.startswith(prefix) and NAME.match(name), name
+    assert secrets_in(name, known) == []
+
+
+def test_upstream_url_credentials_are_taken_out_at_settings_time(tmp_path: Path) -> None:
+    settings = RecorderSettings(
+        mode=RecordMode.RECORD,
+        upstream="https://me:p%40ss-W0rd-long@api.example.com:8443/v1?x=1",
+        directory=tmp_path,
+    )
+    assert settings.upstream == "https://api.example.com:8443/v1?x=1"
+    assert settings.upstream_auth == "Basic " + base64.b64encode(b"me:p@ss-W0rd-long").decode()
+    assert dataclasses.replace(settings, mode=RecordMode.RECORD_MISSING).upstream_auth == (
+        settings.upstream_auth
+    )
+    assert "p@ss-W0rd-long" in basic_secrets(settings.upstream_auth)
+    plain = RecorderSettings(RecordMode.RECORD, "http://127.0.0.1:1/v1", tmp_path)
+    assert (plain.upstream, plain.upstream_auth) == ("http://127.0.0.1:1/v1", None)
+
+
+async def test_recordings_are_written_off_the_event_loop_one_at_a_time_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ScenarioStore([], TemplateEngine(random.Random(0)))
+    recorder = Recorder(RecorderSettings(RecordMode.RECORD, "http://h/v1", tmp_path), store)
+    writers: list[int] = []
+    busy = threading.Lock()
+    real = proxy.write_recording
+
+    def slow_write(*args: Any, **kwargs: Any) -> Path:
+        assert busy.acquire(blocking=False), "two recordings written at once"
+        try:
+            writers.append(threading.get_ident())
+            time.sleep(0.05)  # a slow disk: the event loop must keep serving meanwhile
+            return real(*args, **kwargs)
+        finally:
+            busy.release()
+
+    monkeypatch.setattr(proxy, "write_recording", slow_write)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    answers = [f"answer {i}" for i in range(5)]
+    exchanges = [
+        Exchange(
+            request={"model": MODEL, "messages": user("The same question")},
+            status=200,
+            body={"choices": [{"message": {"role": "assistant", "content": a}}]},
+            complete=True,
+        )
+        for a in answers
+    ]
+    names = await asyncio.gather(*(recorder._record(e, []) for e in exchanges))
+    ticker.cancel()
+    assert len(set(names)) == 1 and names[0] is not None
+    assert len(writers) == 5 and threading.get_ident() not in writers
+    assert ticks >= 20  # 5 x 50 ms of writing did not stall the loop
+    path = tmp_path / f"{names[0]}.yaml"
+    assert scenario_of(path)["respond"]["content"] == answers[-1]  # the last one wins
+    assert [s.name for s in store.current.scenarios] == names[:1]
 
 
 # --- upstream failures ----------------------------------------------------------------------------

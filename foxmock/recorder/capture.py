@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foxmock.openai.request import ChatRequest
-from foxmock.recorder.redact import REDACTED, Redactor
+from foxmock.recorder.redact import REDACTED, Redactor, scrub, secrets_in
 
 MATCH_KEYS = ("model", "messages", "tools", "tool_choice", "response_format", "stream", "last_user")
 DEFAULT_MATCH = ("model", "messages", "tools")
@@ -231,21 +231,38 @@ def _answered_model(respond: dict[str, Any], request: dict[str, Any], model: Any
         respond["model"] = literal(model)
 
 
-def recording_name(request: dict[str, Any], match: dict[str, Any], redactor: Redactor) -> str:
-    """A stable, readable name: a slug of the last user message and a hash of the match."""
-    text = redactor.text(ChatRequest(request).last_user or ChatRequest(request).last_message)
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-") or "request"
+def recording_name(
+    request: dict[str, Any], match: dict[str, Any], redactor: Redactor, known: Sequence[str] = ()
+) -> str:
+    """A stable, readable name: a slug of the last user message and a hash of the match.
+
+    The slug never carries a credential or anything shaped like a key: those are scrubbed from
+    the text first, and words are dropped from its end until the whole name is clear of them
+    (so innocent text such as ``sk-SK for Slovak users`` cannot trip the scan either).
+    """
+    chat = ChatRequest(request)
+    text = scrub(redactor.text(chat.last_user or chat.last_message), known)
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
+    words = slug.split("-") if slug else []
     digest = hashlib.sha256(json.dumps(match, sort_keys=True).encode()).hexdigest()[:12]
-    return f"{slug}-{digest}"
+    while words and secrets_in("-".join([*words, digest]), known):
+        words.pop()
+    return "-".join([*(words or ["request"]), digest])
 
 
 def build_scenario(
-    exchange: Exchange, *, on: Sequence[str], redactor: Redactor, upstream: str, when: str
+    exchange: Exchange,
+    *,
+    on: Sequence[str],
+    redactor: Redactor,
+    upstream: str,
+    when: str,
+    known: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The scenario that replays ``exchange``."""
+    """The scenario that replays ``exchange``; ``known`` credentials stay out of its name."""
     match = build_match(exchange.request, on, redactor)
     scenario: dict[str, Any] = {
-        "name": recording_name(exchange.request, match, redactor),
+        "name": recording_name(exchange.request, match, redactor, known),
         "description": f"recorded from {upstream} at {when}",
         "match": match,
     }
@@ -264,6 +281,8 @@ def build_scenario(
         if latency := _stream_latency(exchange.events):
             scenario["latency"] = latency
     else:
+        if not isinstance(exchange.body, dict):
+            raise ValueError("the upstream's answer is not a JSON object")
         respond = _respond_from_body(exchange.body, redactor)
         _answered_model(respond, exchange.request, exchange.body.get("model"))
         scenario["respond"] = respond

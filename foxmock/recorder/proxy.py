@@ -8,7 +8,7 @@ import datetime as _dt
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,14 @@ from foxmock._exceptions import RequestError, ScenarioError
 from foxmock.plan import SSE_HEADERS
 from foxmock.recorder.capture import DEFAULT_MATCH, Exchange, build_scenario
 from foxmock.recorder.modes import RecordMode
-from foxmock.recorder.redact import Redactor, header_secrets
-from foxmock.recorder.writer import SecretFound, write_recording
+from foxmock.recorder.redact import (
+    Redactor,
+    basic_secrets,
+    header_secrets,
+    scrub,
+    split_credentials,
+)
+from foxmock.recorder.writer import SecretFound, remove_stale_temps, write_recording
 from foxmock.scenarios.store import ScenarioStore
 
 log = logging.getLogger("foxmock.recorder")
@@ -48,7 +54,12 @@ DROPPED_HEADERS = frozenset(
 
 @dataclass
 class RecorderSettings:
-    """Where to forward, where to write, and what to keep out of recordings."""
+    """Where to forward, where to write, and what to keep out of recordings.
+
+    Credentials in ``upstream`` (``https://user:password@host/v1``) are taken out of it here and
+    kept as ``upstream_auth``, a Basic ``Authorization`` value: the URL that is shown, logged,
+    journaled or written never holds them.
+    """
 
     mode: RecordMode
     upstream: str
@@ -58,6 +69,11 @@ class RecorderSettings:
     allow_secrets: bool = False
     match_on: Sequence[str] = DEFAULT_MATCH
     timeout: float = 120.0
+    upstream_auth: str | None = None
+
+    def __post_init__(self) -> None:
+        self.upstream, auth = split_credentials(self.upstream)
+        self.upstream_auth = self.upstream_auth or auth
 
 
 # hop-by-hop and length headers that aiohttp sets itself on the relayed answer
@@ -104,13 +120,24 @@ def _upstream_error(status: int, message: str, code: str) -> RequestError:
 
 
 class Recorder:
-    """Forwards requests the mode says to forward; writes what the mode says to write."""
+    """Forwards requests the mode says to forward; writes what the mode says to write.
+
+    Recordings are built and written in a worker thread, one at a time and in the order the
+    exchanges completed, so a large one does not stall the streams in flight.
+    """
 
     def __init__(self, settings: RecorderSettings, store: ScenarioStore) -> None:
         self.settings = settings
         self.store = store
         self.redactor = Redactor(settings.redact)
         self.url = settings.upstream.rstrip("/") + "/chat/completions"
+        self._writing = asyncio.Lock()
+        self._pending: set[asyncio.Task[str | None]] = set()
+        self._attempts = 0  # a log line names a recording by this number, never by its text
+        if settings.api_key and settings.upstream_auth:
+            log.warning("the upstream URL's credentials are not sent: the upstream key is")
+        if self.mode.writes and (removed := remove_stale_temps(settings.directory)):
+            log.info("removed %d temp file(s) left by killed writes", removed)
 
     @property
     def mode(self) -> RecordMode:
@@ -120,8 +147,10 @@ class Recorder:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in DROPPED_HEADERS}
         headers["Content-Type"] = "application/json"
         key = self.settings.api_key
-        if key:
+        if key:  # what foxmock is told to send beats what the client sends
             headers["Authorization"] = f"Bearer {key}"
+        elif self.settings.upstream_auth:
+            headers["Authorization"] = self.settings.upstream_auth
         elif "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         return headers
@@ -130,7 +159,7 @@ class Recorder:
         known = header_secrets(request.headers.items())
         if self.settings.api_key:
             known.append(self.settings.api_key)
-        return known
+        return known + basic_secrets(self.settings.upstream_auth)
 
     async def forward(
         self, request: web.Request, body: dict[str, Any]
@@ -140,6 +169,7 @@ class Recorder:
         Returns the response and the name of the recording written (None when nothing was).
         """
         exchange = Exchange(request=body, streamed=body.get("stream") is True)
+        known = self._secrets(request)
         started = time.perf_counter()
         timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=self.settings.timeout)
         try:
@@ -156,7 +186,7 @@ class Recorder:
         except asyncio.CancelledError:
             # the client may hang up the moment it reads [DONE]; the stream was whole by then
             if exchange.complete and self.mode.writes:
-                self._record(request, exchange)
+                await self._to_the_end(self._record(exchange, known))
             raise
         except asyncio.TimeoutError:
             log.error("upstream %s timed out", self.url)
@@ -166,8 +196,9 @@ class Recorder:
             log.error("upstream %s failed: %s", self.url, exc)
             message = f"The upstream {self.url} could not be reached: {exc}"
             raise _upstream_error(502, message, "upstream_unavailable") from None
-        name = self._record(request, exchange) if exchange.complete and self.mode.writes else None
-        return reply, name
+        if exchange.complete and self.mode.writes:
+            return reply, await self._to_the_end(self._record(exchange, known))
+        return reply, None
 
     @staticmethod
     async def _relay_body(
@@ -217,36 +248,61 @@ class Recorder:
             log.error("upstream stream ended without [DONE] or with an error; nothing recorded")
         return reply
 
-    def _record(self, request: web.Request, exchange: Exchange) -> str | None:
+    async def _to_the_end(self, work: Coroutine[Any, Any, str | None]) -> str | None:
+        """Await ``work``, which runs to its end even if the caller is cancelled meanwhile (a
+        client that hangs up at ``[DONE]`` cancels the handler while the recording is written)."""
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return await asyncio.shield(task)
+
+    async def _record(self, exchange: Exchange, known: list[str]) -> str | None:
+        """Write ``exchange`` as a recording and serve it; its name, or None if refused."""
+        self._attempts += 1
+        number = self._attempts
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        try:
-            scenario = build_scenario(
-                exchange,
-                on=self.settings.match_on,
-                redactor=self.redactor,
-                upstream=self.settings.upstream,
-                when=now,
-            )
-            path = write_recording(
-                self.settings.directory,
-                scenario,
-                f"Recorded by foxmock from {self.settings.upstream} at {now}.\n"
-                "Edit freely: this is an ordinary foxmock scenario file.",
-                known_secrets=self._secrets(request),
-                allow_secrets=self.settings.allow_secrets,
-            )
-        except SecretFound as exc:
-            log.error("%s", exc)
-            return None
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error("could not turn the upstream answer into a scenario: %s", exc)
-            return None
-        try:
-            self.store.add(path, replace=True)
-        except ScenarioError as exc:
-            log.error("recorded %s but cannot serve it: %s", path, exc)
-        log.info("recorded %s", path)
-        return str(scenario["name"])
+        async with self._writing:  # one write at a time, in order: the last answer wins
+            try:
+                name, path = await asyncio.to_thread(self._save, exchange, known, now)
+            except SecretFound as exc:
+                log.error("refusing to write recording #%d: %s", number, exc)
+                return None
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error(
+                    "could not turn the upstream answer into a scenario (recording #%d): %s",
+                    number,
+                    scrub(str(exc), known),
+                )
+                return None
+            except OSError as exc:
+                log.error("could not write recording #%d: %s", number, scrub(str(exc), known))
+                return None
+            try:
+                self.store.add(path, replace=True)
+            except ScenarioError as exc:
+                log.error("recorded %s but cannot serve it: %s", path, scrub(str(exc), known))
+        log.info("recorded #%d as %s", number, path)
+        return name
+
+    def _save(self, exchange: Exchange, known: list[str], now: str) -> tuple[str, Path]:
+        """Build and write the recording (blocking: runs in a worker thread)."""
+        scenario = build_scenario(
+            exchange,
+            on=self.settings.match_on,
+            redactor=self.redactor,
+            upstream=self.settings.upstream,
+            when=now,
+            known=known,
+        )
+        path = write_recording(
+            self.settings.directory,
+            scenario,
+            f"Recorded by foxmock from {self.settings.upstream} at {now}.\n"
+            "Edit freely: this is an ordinary foxmock scenario file.",
+            known_secrets=known,
+            allow_secrets=self.settings.allow_secrets,
+        )
+        return str(scenario["name"]), path
 
 
 def _parse(raw: bytes) -> Any:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 REDACTED = "[REDACTED]"
-# Shapes of credentials that must never be written, whatever the configuration says.
-KEY_SHAPES = (
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
-    re.compile(r"\bBearer\s+[A-Za-z0-9._\-]{16,}"),
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),
-    re.compile(r"\bxox[baprs]-[A-Za-z0-9-]{10,}"),
-)
+# Shapes of credentials that must never be written, whatever the configuration says; each
+# with the label a log line shows instead of the text that matched.
+KEY_SHAPES = {
+    "sk-…": re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
+    "Bearer …": re.compile(r"\bBearer\s+[A-Za-z0-9._\-]{16,}"),
+    "AKIA…": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    "gh*_…": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),
+    "xox*-…": re.compile(r"\bxox[baprs]-[A-Za-z0-9-]{10,}"),
+}
 SECRET_HEADERS = frozenset(
     {
         "authorization",
@@ -27,6 +30,8 @@ SECRET_HEADERS = frozenset(
         "proxy-authorization",
     }
 )
+MIN_SECRET = 8  # shorter values are not scanned for: they would refuse ordinary text
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*")  # Bearer, Basic, Token, ...
 
 
 class Redactor:
@@ -52,13 +57,26 @@ class Redactor:
 
 
 def secrets_in(text: str, known: Sequence[str] = (), shapes: bool = True) -> list[str]:
-    """Key-like strings in ``text``: known credential values, then well-known key shapes."""
-    found = [f"a credential sent to foxmock ({k[:4]}...)" for k in known if k and k in text]
-    for shape in KEY_SHAPES if shapes else ():
-        match = shape.search(text)
-        if match:
-            found.append(f"something shaped like a key ({match.group()[:6]}...)")
+    """What key-like text ``text`` holds: known credential values, then well-known key shapes.
+
+    The reasons name the kind only, never a character of what was found (they are logged).
+    """
+    found = (
+        ["a credential sent to foxmock or upstream"] if any(k and k in text for k in known) else []
+    )
+    for label, shape in KEY_SHAPES.items() if shapes else ():
+        if shape.search(text):
+            found.append(f"something shaped like a key ({label})")
     return found
+
+
+def scrub(text: str, known: Sequence[str] = ()) -> str:
+    """``text`` with every known credential and every key shape replaced by ``[REDACTED]``."""
+    for secret in sorted((k for k in known if k), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    for shape in KEY_SHAPES.values():
+        text = shape.sub(REDACTED, text)
+    return text
 
 
 def header_secrets(headers: Iterable[tuple[str, str]]) -> list[str]:
@@ -67,7 +85,34 @@ def header_secrets(headers: Iterable[tuple[str, str]]) -> list[str]:
     for name, value in headers:
         if name.lower() in SECRET_HEADERS:
             values.append(value)
-            scheme, _, token = value.partition(" ")
-            if token and scheme.lower() == "bearer":
+            scheme, _, token = value.partition(" ")  # Bearer TOKEN, Basic BASE64, ...
+            if token.strip() and _SCHEME.fullmatch(scheme):
                 values.append(token.strip())
-    return [v for v in values if len(v) >= 8]
+    return [v for v in values if len(v) >= MIN_SECRET]
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@`` part, and that part as a Basic ``Authorization``
+    header value (None when the URL has none). Anything shown or written uses the first."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    if not userinfo:  # "http://@host": nothing to send
+        return urlunsplit(parts._replace(netloc=host)), None
+    user, _, password = userinfo.partition(":")
+    pair = f"{unquote(user)}:{unquote(password)}".encode()
+    return urlunsplit(parts._replace(netloc=host)), "Basic " + base64.b64encode(pair).decode()
+
+
+def basic_secrets(authorization: str | None) -> list[str]:
+    """The values that give a Basic ``Authorization`` away: the header, its token, the password."""
+    if not authorization:
+        return []
+    found = header_secrets([("authorization", authorization)])
+    try:
+        pair = base64.b64decode(authorization.partition(" ")[2], validate=True).decode()
+    except ValueError:
+        return found
+    password = pair.partition(":")[2]
+    return [*found, password] if len(password) >= MIN_SECRET else found

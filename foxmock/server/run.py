@@ -11,11 +11,27 @@ import socket
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web import BaseRequest, StreamResponse
 
 from foxmock.server.runner import Runner
 
 log = logging.getLogger("foxmock")
 BACKLOG = 4096  # bursts of thousands of new connections must not wait for the kernel to retry
+
+
+class PathAccessLogger(AbstractAccessLogger):
+    """One line per request: peer, method, path (never the query: keys travel there), status."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %s %.1fms",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
 
 
 def free_port(host: str) -> int:
@@ -68,7 +84,11 @@ async def serve_forever(
 ) -> None:
     """Listen on ``host:port`` (0 picks a free port) until a stop signal arrives."""
     runner = Runner(
-        app, access_log=access_log, shutdown_timeout=shutdown_timeout, handler_cancellation=True
+        app,
+        access_log=access_log,
+        access_log_class=PathAccessLogger,
+        shutdown_timeout=shutdown_timeout,
+        handler_cancellation=True,
     )
     await runner.setup()
     try:
