@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from foxmock.config import Config
 from foxmock.journal import Journal
 from foxmock.latency import Latency
-from foxmock.recorder import Recorder, RecorderSettings, RecordMode
+from foxmock.recorder.modes import RecordMode
 from foxmock.scenarios.store import ScenarioStore
 from foxmock.server import handlers
 from foxmock.server.admin import ADMIN_MODES, PREFIX, admin_app
@@ -18,6 +19,9 @@ from foxmock.server.errors import error_middleware, expect_handler
 from foxmock.server.state import STATE, ServerState
 from foxmock.server.watch import watch_ctx
 from foxmock.templating import TemplateEngine
+
+if TYPE_CHECKING:
+    from foxmock.recorder.proxy import Recorder
 
 
 def make_recorder(config: Config, store: ScenarioStore) -> Recorder | None:
@@ -29,6 +33,8 @@ def make_recorder(config: Config, store: ScenarioStore) -> Recorder | None:
         return None
     if not config.upstream:
         raise ValueError(f"record mode {mode.value!r} needs an upstream URL")
+    from foxmock.recorder.proxy import Recorder, RecorderSettings  # only recording servers pay
+
     settings = RecorderSettings(
         mode=mode,
         upstream=config.upstream,

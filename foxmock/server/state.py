@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -13,11 +13,13 @@ from foxmock.config import Config
 from foxmock.journal import Journal
 from foxmock.latency import Latency
 from foxmock.matching import Text
-from foxmock.recorder.proxy import Recorder
 from foxmock.replay import ReplayCache
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.scenarios.store import ScenarioStore
 from foxmock.templating import TemplateEngine
+
+if TYPE_CHECKING:
+    from foxmock.recorder.proxy import Recorder
 
 
 @dataclass
