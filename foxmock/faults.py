@@ -34,11 +34,14 @@ def fault_error(fault: Fault, ctx: Mapping[str, Any], where: str) -> RequestErro
     except TemplateError as exc:
         message = f"(fault message failed to render at {where}: {exc.message})"
     headers: dict[str, str] = {}
-    if fault.retry_after is not None:
-        headers["retry-after"] = str(math.ceil(fault.retry_after))  # HTTP allows whole seconds
-        headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
+    retry = fault.retry_after
+    if retry is not None and not math.isfinite(retry):  # refused at load; a Fault built in Python
+        retry = None
+    if retry is not None:
+        headers["retry-after"] = str(math.ceil(retry))  # HTTP allows whole seconds
+        headers["retry-after-ms"] = str(int(retry * 1000))
     if fault.status == 429:
-        reset = _seconds(fault.retry_after if fault.retry_after is not None else 1.0)
+        reset = _seconds(retry if retry is not None else 1.0)
         headers.update(
             {
                 "x-ratelimit-limit-requests": "60",

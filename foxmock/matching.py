@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from foxmock.openai.request import ChatRequest
+from foxmock.regexes import backtracking_risk
 
 _MISSING = object()
 
@@ -39,6 +40,31 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _regex(
+    source: str, flags: int, path: tuple[str | int, ...], what: str = ""
+) -> re.Pattern[str] | None:
+    """``source`` compiled, or None after reporting why it cannot be.
+
+    Besides `re.error`, `re.compile` raises OverflowError (``a{4294967295}``), RecursionError
+    (a few hundred nested groups), ValueError (clashing flags) and more; all are the pattern's
+    fault. Patterns that could backtrack for ever (``(a+)+$``) are refused too: matching runs
+    on the event loop, and one near-miss request would stall the server.
+    """
+    risk = backtracking_risk(source)
+    if risk is not None:
+        _report(CompileError(path, f"{what or 'regular expression'} refused: {risk}"))
+        return None
+    try:
+        return re.compile(source, flags)
+    except RecursionError:
+        reason = "groups nested too deeply"
+    except Exception as exc:
+        reason = str(exc) or type(exc).__name__
+    what = what or f"regular expression {_short(source)}"
+    _report(CompileError(path, f"invalid {what}: {reason}"))
+    return None
+
+
 class TextMatcher:
     """equals / contains / startswith / endswith / regex / glob, optionally ignoring case."""
 
@@ -56,15 +82,11 @@ class TextMatcher:
     ) -> Callable[[str], bool]:
         flags = re.IGNORECASE if fold else 0
         if op == "regex":
-            try:
-                pattern = re.compile(arg, flags)
-            except re.error as exc:
-                _report(CompileError(path, f"invalid regular expression {arg!r}: {exc}"))
-                return lambda text: False
-            return lambda text: pattern.search(text) is not None
+            pattern = _regex(arg, flags, path)
+            return lambda text: pattern is not None and pattern.search(text) is not None
         if op == "glob":
-            glob = re.compile(fnmatch.translate(arg), flags | re.DOTALL)
-            return lambda text: glob.match(text) is not None
+            glob = _regex(fnmatch.translate(arg), flags | re.DOTALL, path, f"glob {_short(arg)}")
+            return lambda text: glob is not None and glob.match(text) is not None
         if op == "equals":
             options = [arg] if isinstance(arg, str) else list(arg)
             if fold:
@@ -358,10 +380,22 @@ def _has_tool_result(spec: Any) -> Predicate:
     return Simple("has_tool_result", names, lambda v: spec in v, f"a result of tool {spec!r}")
 
 
-def _turn(spec: Any) -> Predicate:
-    if isinstance(spec, int):
-        return Simple("turn", lambda r: r.turn, lambda v: v == spec, f"turn {spec}")
-    low, high = spec.get("min", 0), spec.get("max")
+def _whole(value: Any, where: tuple[str | int, ...]) -> int | None:
+    """``value`` as an int: JSON Schema's integers include floats such as 1.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    _report(CompileError(where, f"expected a whole number, got {_short(value)}"))
+    return None
+
+
+def _turn(spec: Any, where: tuple[str | int, ...]) -> Predicate:
+    if not isinstance(spec, Mapping):
+        turn = _whole(spec, where)
+        return Simple("turn", lambda r: r.turn, lambda v: v == turn, f"turn {turn}")
+    low = _whole(spec.get("min", 0), (*where, "min")) or 0
+    high = None if spec.get("max") is None else _whole(spec["max"], (*where, "max"))
     return Simple(
         "turn",
         lambda r: r.turn,
@@ -391,7 +425,7 @@ def _one(key: str, spec: Any, path: tuple[str | int, ...]) -> Predicate:
     if key == "has_tool_result":
         return _has_tool_result(spec)
     if key == "turn":
-        return _turn(spec)
+        return _turn(spec, where)
     if key == "stream":
         return Simple("stream", lambda r: r.stream, lambda v: v == spec, repr(spec))
     if key == "response_format":

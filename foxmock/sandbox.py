@@ -23,6 +23,7 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from foxmock.regexes import compile_safe
 from foxmock.templating import (
     MAX_OUTPUT_CHARS,
     MAX_RANGE_STEPS,
@@ -37,15 +38,32 @@ if TYPE_CHECKING:
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
 
 
+def _regex(pattern: Any) -> re.Pattern[str]:
+    try:
+        return compile_safe(str(pattern))
+    except ValueError as exc:
+        raise SecurityError(str(exc)) from None
+
+
 def _regex_search(value: Any, pattern: str, group: int | str = 1) -> str | None:
-    match = re.search(pattern, str(value))
+    match = _regex(pattern).search(str(value))
     if match is None:
         return None
     return match.group(group if match.re.groups else 0)
 
 
 def _regex_replace(value: Any, pattern: str, replacement: str) -> str:
-    return re.sub(pattern, replacement, str(value))
+    text = str(value)
+    room = [MAX_OUTPUT_CHARS - len(text)]
+
+    def substitute(match: re.Match[str]) -> str:
+        out = match.expand(replacement)
+        room[0] -= len(out) - len(match.group(0))
+        if room[0] < 0:
+            raise SecurityError(f"regex_replace would exceed {MAX_OUTPUT_CHARS} characters")
+        return out
+
+    return _regex(pattern).sub(substitute, text)
 
 
 def _from_json(value: Any) -> Any:
@@ -120,14 +138,46 @@ class _Bounder(NodeTransformer):
         )
 
 
+MAX_INT_BITS = 100_000  # integers a render may build (about 30,000 digits)
+_WIDE = re.compile(r"\d{7,}")  # a width or precision of a million or more in a format string
+
+
+def _bits(value: Any) -> int:
+    return abs(value).bit_length() if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _check_format(template: Any) -> None:
+    """Refuse format strings whose widths would build strings over the output cap."""
+    if isinstance(template, str) and _WIDE.search(template):
+        raise SecurityError("a format width or precision that large is refused")
+
+
 class _BoundedSandbox(ImmutableSandboxedEnvironment):
     """The sandbox (no mutating the request), plus bounds on sizes, loop steps and time."""
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        template = value.__self__
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            _check_format(template)
+            return wrapped(*args, **kwargs)
+
+        return checked
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
             raise SecurityError("exponent too large")
+        if operator == "**" and isinstance(right, int) and _bits(left) * abs(right) > MAX_INT_BITS:
+            raise SecurityError("power too large")
+        if operator == "*" and _bits(left) + _bits(right) > MAX_INT_BITS:
+            raise SecurityError("product too large")
+        if operator == "%":
+            _check_format(left)
         if operator == "*":
             size, times = (
                 (_sized(left), right) if _sized(left) is not None else (_sized(right), left)
@@ -143,15 +193,96 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
         return super().call(__context, __obj, *args, **kwargs)
 
 
+def _width(limit: int, position: int, keyword: str) -> Callable[..., None]:
+    """A check that the argument at ``position`` (or ``keyword``) is at most ``limit``."""
+
+    def check(*args: Any, **kwargs: Any) -> None:
+        value = kwargs.get(keyword, args[position] if len(args) > position else None)
+        if isinstance(value, (int, float)) and value > limit:
+            raise SecurityError(f"{keyword} {value} is over the limit of {limit}")
+
+    return check
+
+
+def _replace_size(value: Any, old: Any = "", new: Any = "", count: Any = None) -> None:
+    text, old, new = str(value), str(old), str(new)
+    hits = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and count >= 0:
+        hits = min(hits, count)
+    if len(text) + hits * max(len(new) - len(old), 0) > MAX_OUTPUT_CHARS:
+        raise SecurityError(f"replace would exceed {MAX_OUTPUT_CHARS} characters")
+
+
+def _join_size(value: Any, d: Any = "", attribute: Any = None) -> None:
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if items is not None and len(items) * len(str(d)) > MAX_OUTPUT_CHARS:
+        raise SecurityError(f"join would exceed {MAX_OUTPUT_CHARS} characters")
+
+
+def _format_filter(value: Any, *args: Any, **kwargs: Any) -> None:
+    _check_format(value)
+
+
+def _printable(value: Any) -> Any:
+    """What ``{{ }}`` prints, refused before ``str()`` when it holds more than the cap."""
+    if not isinstance(value, str) and _too_big(value):
+        raise SecurityError(f"value to print holds more than {MAX_OUTPUT_CHARS} items")
+    return value
+
+
+def _sized_value(value: Any, *args: Any, **kwargs: Any) -> None:
+    _printable(value)
+
+
+# filters whose arguments decide how much they build: checked before they run
+_FILTER_BOUNDS: dict[str, Callable[..., None]] = {
+    "string": _sized_value,
+    "tojson": _sized_value,
+    "pprint": _sized_value,
+    "center": _width(MAX_OUTPUT_CHARS, 1, "width"),
+    "indent": _width(10_000, 1, "width"),
+    "wordwrap": _width(MAX_OUTPUT_CHARS, 1, "width"),
+    "truncate": _width(MAX_OUTPUT_CHARS, 1, "length"),
+    "slice": _width(10_000, 1, "slices"),
+    "batch": _width(MAX_OUTPUT_CHARS, 1, "linecount"),
+    "replace": _replace_size,
+    "join": _join_size,
+    "format": _format_filter,
+}
+
+
+def _bounded_filter(function: Callable[..., Any], check: Callable[..., None]) -> Callable[..., Any]:
+    passes = hasattr(function, "jinja_pass_arg")  # the context or environment comes first
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        check(*(args[1:] if passes else args), **kwargs)
+        return function(*args, **kwargs)
+
+    bounded.__name__ = getattr(function, "__name__", "filter")
+    for marker in ("jinja_pass_arg",):  # Jinja passes the context or environment by this mark
+        if hasattr(function, marker):
+            setattr(bounded, marker, getattr(function, marker))
+    return bounded
+
+
 def make_environment(engine: TemplateEngine) -> SandboxedEnvironment:
     """The sandbox with foxmock's filters and helpers; randomness from the engine's RNG."""
     rng = engine.rng
-    env = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    del env.globals["lipsum"]  # generates text without bound
+    env = _BoundedSandbox(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_printable,
+    )
+    env.optimized = False  # constant folding would run filters at load time, unbounded
+    for name in ("lipsum", "cycler", "joiner"):  # unbounded text, or Python objects to print
+        del env.globals[name]
+    for name, check in _FILTER_BOUNDS.items():
+        env.filters[name] = _bounded_filter(env.filters[name], check)
     env.filters.update(
         regex_search=_regex_search,
         regex_replace=_regex_replace,
-        json=to_json,
+        json=_bounded_filter(to_json, _sized_value),
         from_json=_from_json,
         random=lambda seq: rng.choice(list(seq)),
     )
@@ -160,7 +291,7 @@ def make_environment(engine: TemplateEngine) -> SandboxedEnvironment:
         now=lambda fmt=None: _now(engine, fmt),
         random_int=lambda low, high: rng.randint(int(low), int(high)),
         random_choice=lambda seq: rng.choice(list(seq)),
-        json=to_json,
+        json=_bounded_filter(to_json, _sized_value),
         range=_bounded_range,
         **{_LOOP: _bounded, _CONCAT: _concat},
     )

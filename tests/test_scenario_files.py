@@ -347,7 +347,143 @@ BROKEN = [
         [(1, "version", "1")],
         id="version-2",
     ),
+    # -- regressions: inputs that once escaped as Python exceptions (found by fuzzing) ----------
+    pytest.param(
+        "version: 1\nscenarios: []\n\x00",  # 3
+        [(3, "", "invalid YAML: unacceptable character #x0000")],
+        id="nul-character",
+    ),
+    pytest.param(
+        "version: 1\nscenarios:\n  - name: a\x07b\n    respond: {}\n",  # 3
+        [(3, "", "invalid YAML: unacceptable character #x0007")],
+        id="control-character",
+    ),
+    pytest.param(
+        "version: 1\nscenarios: []\nmodels: [!!float .]\n",  # 3
+        [(3, "models[0]", "invalid YAML: invalid !!float value '.'")],
+        id="malformed-tagged-float",
+    ),
+    pytest.param(
+        "version: 1\nscenarios:\n  - name: a\n    respond: {}\n    description: !!timestamp\n",  # 5
+        [(5, "scenarios[0].description", "invalid YAML: invalid !!timestamp value ''")],
+        id="malformed-tagged-timestamp",
+    ),
+    pytest.param(
+        "version: 1\nscenarios: []\nmodels:\n  - !!int ''\n",  # 4
+        [(4, "models[0]", "invalid YAML: invalid !!int value ''")],
+        id="malformed-tagged-int",
+    ),
+    pytest.param(
+        "version: 1\nscenarios: " + "[" * 2000 + "]" * 2000 + "\n",  # 2
+        [(2, "", "invalid YAML: nesting deeper than 64 levels")],
+        id="yaml-nested-past-the-recursion-limit",
+    ),
+    pytest.param(
+        "version: 1\n"
+        "scenarios:\n"
+        "  - name: a\n"
+        '    match: {last_user: {regex: "a{4294967295}"}}\n'  # 4
+        "    respond: {}\n",
+        [
+            (
+                4,
+                "scenarios[0].match.last_user.regex",
+                "invalid regular expression 'a{4294967295}': the repetition number is too large",
+            )
+        ],
+        id="regex-repetition-overflow",
+    ),
+    pytest.param(
+        "version: 1\n"
+        "scenarios:\n"
+        "  - name: a\n"
+        "    match:\n"
+        "      body:\n"
+        "        model: {regex: '" + "(" * 3000 + ")" * 3000 + "'}\n"  # 6
+        "    respond: {}\n",
+        [(6, "scenarios[0].match.body.model.regex", "groups nested too deeply")],
+        id="regex-nested-too-deep",
+    ),
+    pytest.param(
+        "version: 1\n"
+        "scenarios:\n"
+        "  - name: a\n"
+        "    match: {turn: 1.5}\n"  # 4
+        "    respond: {}\n",
+        [(4, "scenarios[0].match.turn", "")],
+        id="fractional-turn",
+    ),
+    pytest.param(
+        "version: 1\n"
+        "defaults:\n"
+        "  latency: {ttft: .inf}\n"  # 3
+        "scenarios:\n"
+        "  - name: a\n"
+        "    fault: {status: 429, retry_after: .inf}\n"  # 6
+        "  - name: b\n"
+        "    respond: {}\n"
+        "    fault: {kind: hang, duration: " + "9" * 400 + "s, probability: .nan}\n"  # 9
+        "    latency:\n"
+        "      chunk_delay: {lognormal: {median: .nan, sigma: 1}}\n"  # 11
+        "      tokens_per_second: .nan\n",  # 12
+        [
+            (3, "defaults.latency.ttft", "not a duration from 0 to 86400s (a day): inf"),
+            (6, "scenarios[0].fault.retry_after", "not a duration from 0 to 86400s"),
+            (9, "scenarios[1].fault.duration", "not a duration from 0 to 86400s"),
+            (9, "scenarios[1].fault.probability", "not a fraction from 0 to 1"),
+            (11, "scenarios[1].latency.chunk_delay.lognormal.median", "not a duration"),
+            (12, "scenarios[1].latency.tokens_per_second", "not a rate"),
+        ],
+        id="non-finite-and-huge-durations",
+    ),
+    pytest.param(
+        "version: 1\n"
+        "scenarios:\n"
+        "  - name: a\n"
+        "    respond: {}\n"
+        "    latency:\n"
+        "      ttft: {range: [0, -1]}\n"  # 6
+        "      chunk_delay: {normal: {mean: 1s, stddev: -1}}\n",  # 7
+        [
+            (6, "scenarios[0].latency.ttft.range[1]", "-1 is less than the minimum of 0"),
+            (7, "scenarios[0].latency.chunk_delay.normal.stddev", "-1 is less than the minimum"),
+        ],
+        id="negative-number-inside-a-delay-object",
+    ),
 ]
+
+
+def test_whole_number_floats_load_as_integers(tmp_path: Path) -> None:
+    """JSON Schema counts 1.0 as an integer, so ``turn`` and ``usage`` take it as 1."""
+    from foxmock.openai.request import ChatRequest
+    from foxmock.server.handlers import no_match_error
+
+    path = write_scenarios(
+        tmp_path,
+        "version: 1\n"
+        "scenarios:\n"
+        "  - name: second\n"
+        "    match: {turn: 1.0}\n"
+        "    respond: {usage: {completion_tokens: 5.0}}\n"
+        "  - name: later\n"
+        "    match: {turn: {min: 2.0, max: 3.0}}\n"
+        "    respond: {}\n",
+    )
+    loaded = foxmock.load_scenarios([path])
+    user = {"role": "user", "content": "hi"}
+    said = {"role": "assistant", "content": "hello"}
+
+    def found(turns: int) -> str | None:
+        req = ChatRequest({"model": "m", "messages": [user, said] * turns + [user]})
+        scenario = loaded.find(req)
+        return scenario.name if scenario is not None else None
+
+    assert [found(t) for t in range(5)] == [None, "second", "later", "later", None]
+    usage = loaded.scenarios[0].respond.usage  # type: ignore[union-attr]
+    assert usage == {"completion_tokens": 5} and isinstance(usage["completion_tokens"], int)
+    first = ChatRequest({"model": "m", "messages": [user]})
+    message = no_match_error(loaded, first).message
+    assert "expected turn 1, got 0" in message and "turn in [2, 3]" in message
 
 
 @pytest.mark.parametrize(("text", "expected"), BROKEN)

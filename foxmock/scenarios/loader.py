@@ -5,14 +5,14 @@ from __future__ import annotations
 import difflib
 import json
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from foxmock._exceptions import Problem, ScenarioError
-from foxmock.latency import Latency, parse_duration
+from foxmock.latency import DurationError, Latency, parse_duration, parse_fraction
 from foxmock.matching import CompileError, compile_match
 from foxmock.scenarios.model import Fault, Render, Respond, Scenario, ScenarioSet, ToolCallSpec
 from foxmock.scenarios.quickcheck import surely_valid
@@ -28,6 +28,7 @@ from foxmock.streaming import Chunking
 from foxmock.templating import TemplateEngine, TemplateError
 
 YAML_SUFFIXES = (".yaml", ".yml")
+T = TypeVar("T")
 _DEFAULT_ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -73,6 +74,21 @@ class _FileCompiler:
     def problem(self, path: tuple[str | int, ...], message: str, line: int | None = None) -> None:
         where = line if line is not None else line_of(self.lines, path)
         self.problems.append(Problem(self.source, where, format_path(path), message))
+
+    def checked(
+        self, parse: Callable[[Any], T], value: Any, path: tuple[str | int, ...], fallback: T
+    ) -> T:
+        """``parse(value)``, or ``fallback`` after reporting its `DurationError` at its key."""
+        try:
+            return parse(value)
+        except DurationError as exc:
+            self.problem((*path, *exc.path), exc.message)
+            return fallback
+
+    def latency(self, spec: Mapping[str, Any] | None, path: tuple[str | int, ...]) -> Latency:
+        """The parsed ``latency`` block; every key holding a value out of range is a problem."""
+        parts = [self.checked(Latency.parse, {k: v}, path, None) for k, v in (spec or {}).items()]
+        return Latency.parse(spec) if None not in parts else Latency()
 
     def template(self, text: str, path: tuple[str | int, ...], native: bool = False) -> Render:
         try:
@@ -133,7 +149,7 @@ class _FileCompiler:
             tool_calls=calls,
             finish_reason=spec.get("finish_reason"),
             model=self.template(spec["model"], (*path, "model")) if "model" in spec else None,
-            usage=dict(spec.get("usage") or {}),
+            usage={k: int(v) for k, v in (spec.get("usage") or {}).items()},  # 5.0 is 5
             headers={
                 k: self.template(v, (*path, "headers", k))
                 for k, v in (spec.get("headers") or {}).items()
@@ -162,15 +178,21 @@ class _FileCompiler:
             type=spec.get("type", default_type),
             code=spec.get("code"),
             param=spec.get("param"),
-            retry_after=None if retry is None else parse_duration(retry),
+            retry_after=None
+            if retry is None
+            else self.checked(parse_duration, retry, (*path, "retry_after"), None),
             headers=dict(spec.get("headers") or {}),
             after_chunks=int(spec.get("after_chunks", 0)),
-            duration=parse_duration(spec.get("duration", 0)),
-            probability=float(spec.get("probability", 1.0)),
+            duration=self.checked(
+                parse_duration, spec.get("duration", 0), (*path, "duration"), 0.0
+            ),
+            probability=self.checked(
+                parse_fraction, spec.get("probability", 1.0), (*path, "probability"), 1.0
+            ),
         )
 
     def scenario(
-        self, spec: Mapping[str, Any], index: int, defaults: Mapping[str, Any]
+        self, spec: Mapping[str, Any], index: int, defaults: Mapping[str, Any], base: Latency
     ) -> Scenario:
         path: tuple[str | int, ...] = ("scenarios", index)
         errors: list[CompileError] = []
@@ -197,9 +219,7 @@ class _FileCompiler:
                     (*path, "fault"),
                     "a fault with a probability needs a respond block for when it does not fire",
                 )
-        latency = Latency.parse(spec.get("latency")).merged_over(
-            Latency.parse(defaults.get("latency"))
-        )
+        latency = self.latency(spec.get("latency"), (*path, "latency")).merged_over(base)
         return Scenario(
             name=spec["name"],
             match=match,
@@ -227,9 +247,22 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def _resolved(schema: Any) -> Any:
+    ref = schema.get("$ref") if isinstance(schema, dict) else None
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return _resolved(scenario_schema()["$defs"].get(ref[len("#/$defs/") :]))
+    return schema
+
+
 def _could_fit(schema: Any, instance: Any) -> bool:
-    """False only when ``schema`` names types and ``instance`` is none of them."""
-    kinds = schema.get("type") if isinstance(schema, dict) else None
+    """False only when ``schema`` (or each of its branches) names types ``instance`` is none of."""
+    schema = _resolved(schema)
+    if not isinstance(schema, dict):
+        return True
+    branches = schema.get("oneOf") or schema.get("anyOf")
+    if isinstance(branches, list) and not any(_could_fit(b, instance) for b in branches):
+        return False
+    kinds = schema.get("type")
     if kinds is None:
         return True
     for kind in [kinds] if isinstance(kinds, str) else kinds:
@@ -239,8 +272,18 @@ def _could_fit(schema: Any, instance: Any) -> bool:
     return False
 
 
+def _keyed(schema: Any, instance: Any) -> bool:
+    """Whether ``schema`` requires keys and the object ``instance`` has them all."""
+    schema = _resolved(schema)
+    required = schema.get("required") if isinstance(schema, dict) else None
+    if not isinstance(instance, dict) or not isinstance(required, list) or not required:
+        return False
+    return all(key in instance for key in required)
+
+
 def _pick(error: Any) -> Any:
-    """The most telling error inside a oneOf/anyOf: one from a branch of the instance's type."""
+    """The most telling error inside a oneOf/anyOf: one from a branch of the instance's type,
+    and of those, from one whose required keys the instance has ({normal: ...} in a delay)."""
     from jsonschema.exceptions import best_match
 
     while error.context:
@@ -250,7 +293,10 @@ def _pick(error: Any) -> Any:
             for sub in error.context
             if _could_fit(branches[sub.relative_schema_path[0]], error.instance)
         ]
-        error = best_match(fitting or error.context) or error
+        keyed = [
+            sub for sub in fitting if _keyed(branches[sub.relative_schema_path[0]], error.instance)
+        ]
+        error = best_match(keyed or fitting or error.context) or error
         if error.validator not in ("oneOf", "anyOf"):
             break
     return error
@@ -308,8 +354,9 @@ def compile_document(
     compiler = _FileCompiler(source, lines, engine)
     defaults_ok = not any(p.key.startswith("defaults") for p in problems)
     defaults = (data.get("defaults") or {}) if defaults_ok else {}
+    base = compiler.latency(defaults.get("latency"), ("defaults", "latency"))
     scenarios = [
-        compiler.scenario(spec, i, defaults)
+        compiler.scenario(spec, i, defaults, base)
         for i, spec in enumerate(data["scenarios"])
         if f"scenarios[{i}" not in broken
     ]
@@ -319,11 +366,18 @@ def compile_document(
 
 def _read(path: Path) -> tuple[str | None, list[Problem]]:
     try:
-        return path.read_text("utf-8"), []
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None, [Problem(str(path), None, "", "no such file or directory")]
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         return None, [Problem(str(path), None, "", f"cannot read file: {exc}")]
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        byte = raw[exc.start : exc.start + 1].hex()
+        message = f"not UTF-8 text: byte 0x{byte} cannot be decoded (save the file as UTF-8)"
+        return None, [Problem(str(path), line, "", message)]
 
 
 def _duplicates(scenarios: Sequence[Scenario]) -> list[Problem]:
@@ -350,7 +404,8 @@ def parse_text(
     try:
         data, lines = load_yaml(text)
     except YamlProblem as exc:
-        return [], [], [Problem(source, exc.line, "", f"invalid YAML: {exc.message}")]
+        where = format_path(exc.path)
+        return [], [], [Problem(source, exc.line, where, f"invalid YAML: {exc.message}")]
     return compile_document(data, lines, source, engine)
 
 

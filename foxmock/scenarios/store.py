@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,16 @@ def compile_source(
     return scenarios, models
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What one read of the scenario files found."""
+
+    stamp: tuple[tuple[str, float, int], ...]
+    scenarios: list[Scenario]
+    models: list[str]
+    problems: list[Problem]
+
+
 class ScenarioStore:
     """Owns what is served; every change builds a new `ScenarioSet` and swaps it in one step."""
 
@@ -72,23 +83,40 @@ class ScenarioStore:
 
     def load(self) -> None:
         """Load the files; raise `ScenarioError` on any problem (nothing is swapped then)."""
-        stamp = self.stamp()
-        scenarios, models, problems = collect(self.paths, self.engine)
+        problems = self.apply(self.read())
         if problems:
             raise ScenarioError(problems)
-        self._files, self._models, self._stamp = scenarios, models, stamp
-        self._loaded = list(scenarios)
+
+    def read(self) -> Loaded:
+        """Read and compile the files without touching what is served (safe in a thread)."""
+        stamp = self.stamp()
+        scenarios, models, problems = collect(self.paths, self.engine)
+        return Loaded(stamp, scenarios, models, problems)
+
+    def apply(self, loaded: Loaded) -> list[Problem]:
+        """Swap in what `read` found, or keep the current set when it found problems."""
+        if loaded.problems:
+            self._stamp = loaded.stamp
+            return loaded.problems
+        self._files, self._models, self._stamp = loaded.scenarios, loaded.models, loaded.stamp
+        self._loaded = list(loaded.scenarios)
         self._swap()
+        return []
 
     def reload(self) -> list[Problem]:
         """Reload the files; on problems keep serving the last good set and return them."""
-        try:
-            self.load()
-        except ScenarioError as exc:
-            self.last_error = exc.problems
-            self._stamp = self.stamp()
-            log.error("reload failed, still serving the last good scenarios:\n%s", exc)
-            return exc.problems
+        return self.reloaded(self.read())
+
+    def reloaded(self, loaded: Loaded) -> list[Problem]:
+        """`apply` a reload, logging and remembering the outcome."""
+        problems = self.apply(loaded)
+        if problems:
+            self.last_error = problems
+            log.error(
+                "reload failed, still serving the last good scenarios:\n%s",
+                ScenarioError(problems),
+            )
+            return problems
         self.last_error = []
         log.info("reloaded %d scenarios", len(self.current))
         return []

@@ -24,8 +24,14 @@ async def _poll(app: web.Application) -> None:
         except OSError as exc:  # a directory vanished mid-scan; try again next tick
             log.warning("watch: cannot scan scenario files: %s", exc)
             continue
-        if changed:
-            state.store.reload()
+        if not changed:
+            continue
+        try:  # reading and compiling a big file must not stall serving
+            loaded = await asyncio.to_thread(state.store.read)
+        except Exception:  # keep watching whatever went wrong
+            log.exception("watch: reloading the scenario files failed; still serving the last set")
+            continue
+        state.store.reloaded(loaded)
 
 
 async def watch_ctx(app: web.Application) -> AsyncIterator[None]:
