@@ -16,7 +16,7 @@ from foxmock.recorder.redact import SECRET_HEADERS
 DEFAULT_JOURNAL_SIZE = 1000
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One request to ``/v1/chat/completions`` and what foxmock did with it."""
 

@@ -48,6 +48,15 @@ class Replay:
     pieces: tuple[tuple[bytes, ...], ...]  # a body, or each frame, split where the span was
     offsets: tuple[float, ...]
 
+    @property
+    def immediate(self) -> bool:
+        """A plain 200 body with nothing to wait for: `body_for` is all it takes."""
+        return not self.stream and self.delay <= 0 and self.status == 200
+
+    def body_for(self, completion_id: str, created: int) -> bytes:
+        """The body (not streamed) with ``completion_id`` and ``created`` in place."""
+        return _span(completion_id, created, False).join(self.pieces[0])
+
     def plan(self, completion_id: str, created: int) -> Plan:
         """The plan again, with ``completion_id`` and ``created`` in place."""
         span = _span(completion_id, created, self.stream)

@@ -11,11 +11,15 @@ from foxmock.tokens import usage as usage_object
 
 SYSTEM_FINGERPRINT = "fp_foxmock01"
 _ALPHABET = string.ascii_letters + string.digits
+# each random byte names a letter or digit (the first 8 of the 62 a shade more often than the
+# rest); one draw of random bits and a translate cost a tenth of choosing 24 characters
+_BYTE_TO_CHAR = bytes((_ALPHABET * 5)[:256], "ascii")
 
 
 def make_id(prefix: str, rng: random.Random, length: int = 24) -> str:
     """A Foxora-style identifier: ``prefix`` + ``length`` random letters and digits."""
-    return prefix + "".join(rng.choices(_ALPHABET, k=length))
+    raw = rng.getrandbits(8 * length).to_bytes(length, "little")
+    return prefix + raw.translate(_BYTE_TO_CHAR).decode("ascii")
 
 
 def tool_call_object(call_id: str, name: str, arguments: str) -> dict[str, Any]:

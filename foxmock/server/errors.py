@@ -106,8 +106,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
         response.force_close()
         return response
-    except (asyncio.CancelledError, ConnectionResetError):
+    except asyncio.CancelledError:
         raise
+    except ConnectionResetError:  # the client left: nothing to tell it, nothing to log
+        return web.Response(status=499, reason="Client Closed Request")
     except Exception:
         log.exception("unexpected error while handling %s %s", request.method, request.path)
         return error_response(

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from foxmock._exceptions import RequestError
-from foxmock.answer import RenderError
+from foxmock.answer import Answer, RenderError
 from foxmock.journal import Entry
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import make_id, model_object
@@ -51,7 +51,8 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 async def read_body(request: web.Request) -> bytes:
     """The raw body of a JSON request, or a 415 `RequestError` for another content type."""
-    if request.content_type != "application/json":
+    given = request.headers.get("Content-Type")  # the common spelling skips the full parse
+    if given != "application/json" and request.content_type != "application/json":
         raise RequestError(
             f"Unsupported content type {request.content_type!r}; send 'application/json'.",
             status=415,
@@ -133,6 +134,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except RequestError as exc:
         entry.status, entry.error = exc.status, exc.message
         raise
+    except (ConnectionResetError, asyncio.CancelledError):
+        entry.status, entry.error = 499, "the client closed the connection first"
+        raise
     finally:
         entry.duration_ms = (time.perf_counter() - started) * 1000
 
@@ -144,9 +148,13 @@ async def _chat(request: web.Request, state: ServerState, entry: Entry) -> web.S
     key = replay_key(raw, request.headers, scenarios.header_names) if cache is not None else b""
     if cache is not None and (replay := cache.get(key)) is not None:
         entry.body, entry.stream, entry.scenario = replay.body, replay.stream, replay.scenario
-        plan = replay.plan(make_id("cmpl_", state.rng), int(time.time()))
-        _journal_answer(entry, plan)
-        return await deliver(request, plan)
+        _journal_answer(entry, replay.answer, None)
+        completion_id, created = make_id("cmpl_", state.rng), int(time.time())
+        if replay.immediate:  # the common case, straight to a response
+            return web.Response(
+                body=replay.body_for(completion_id, created), headers=replay.headers
+            )
+        return await deliver(request, replay.plan(completion_id, created))
     entry.body = decode_json(raw)
     body = validate_chat_request(entry.body)
     req = ChatRequest(body, request.headers)
@@ -176,7 +184,7 @@ async def _chat(request: web.Request, state: ServerState, entry: Entry) -> web.S
         ) from None
     if cache is not None and rng_before is not None:
         _admit(cache, key, plan, body, scenario.name, req.stream, state, ctx, rng_before)
-    _journal_answer(entry, plan)
+    _journal_answer(entry, plan.answer, plan.fault)
     return await deliver(request, plan)
 
 
@@ -201,12 +209,12 @@ def _admit(
         cache.put(key, replay)
 
 
-def _journal_answer(entry: Entry, plan: Plan) -> None:
-    entry.fault = plan.fault
-    if plan.answer is not None:
-        entry.content = plan.answer.content
-        entry.tool_calls = [c["function"]["name"] for c in plan.answer.tool_calls]
-        entry.finish_reason = plan.answer.finish_reason
+def _journal_answer(entry: Entry, answer: Answer | None, fault: str | None) -> None:
+    entry.fault = fault
+    if answer is not None:
+        entry.content = answer.content
+        entry.tool_calls = [c["function"]["name"] for c in answer.tool_calls]
+        entry.finish_reason = answer.finish_reason
 
 
 def _models(state: ServerState) -> list[dict[str, Any]]:
