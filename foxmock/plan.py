@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +28,8 @@ class Plan:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
-    frames: list[bytes] | None = None
-    offsets: list[float] = field(default_factory=list)
+    frames: Sequence[bytes] | None = None
+    offsets: Sequence[float] = field(default_factory=list)
     delay: float = 0.0
     disconnect: bool = False
     answer: Answer | None = None

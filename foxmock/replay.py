@@ -15,7 +15,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from multidict import CIMultiDictProxy
 
@@ -60,18 +60,41 @@ class Replay:
     def plan(self, completion_id: str, created: int) -> Plan:
         """The plan again, with ``completion_id`` and ``created`` in place."""
         span = _span(completion_id, created, self.stream)
-        parts = [span.join(piece) for piece in self.pieces]
         return Plan(
             status=self.status,
             headers=dict(self.headers),
-            body=None if self.stream else parts[0],
-            frames=parts if self.stream else None,
-            offsets=list(self.offsets),
+            body=None if self.stream else span.join(self.pieces[0]),
+            frames=_Frames(span, self.pieces) if self.stream else None,
+            offsets=self.offsets,
             delay=self.delay,
             answer=self.answer,
             completion_id=completion_id,
             created=created,
         )
+
+
+class _Frames(Sequence[bytes]):
+    """A replayed stream's frames, each put together only when it is about to be sent.
+
+    Thousands of paced streams then share one copy of the pieces instead of holding every frame.
+    """
+
+    def __init__(self, span: bytes, pieces: tuple[tuple[bytes, ...], ...]) -> None:
+        self._span, self._pieces = span, pieces
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self._span.join(piece) for piece in self._pieces[index]]
+        return self._span.join(self._pieces[index])
 
 
 def replay_key(body: bytes, headers: CIMultiDictProxy[str], names: Sequence[str]) -> bytes:
