@@ -47,11 +47,8 @@ class Replay:
     delay: float
     pieces: tuple[tuple[bytes, ...], ...]  # a body, or each frame, split where the span was
     offsets: tuple[float, ...]
-
-    @property
-    def immediate(self) -> bool:
-        """A plain 200 body with nothing to wait for: `body_for` is all it takes."""
-        return not self.stream and self.delay <= 0 and self.status == 200
+    tool_names: tuple[str, ...] = ()  # for the journal
+    immediate: bool = False  # a plain 200 body with nothing to wait for: `body_for` suffices
 
     def body_for(self, completion_id: str, created: int) -> bytes:
         """The body (not streamed) with ``completion_id`` and ``created`` in place."""
@@ -148,6 +145,8 @@ def replay_of(plan: Plan, body: Any, scenario: str, stream: bool) -> Replay | No
         delay=plan.delay,
         pieces=tuple(tuple(frame.split(span)) for frame in frames),
         offsets=tuple(offsets),
+        tool_names=tuple(c["function"]["name"] for c in plan.answer.tool_calls),
+        immediate=not stream and plan.delay <= 0 and plan.status == 200,
     )
 
 

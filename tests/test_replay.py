@@ -321,3 +321,20 @@ async def test_seeded_ids_are_the_same_with_or_without_replay(
     assert (await replay_stats(http, server))["hits"] == 3
     rng = random.Random(42)
     assert ids == [make_id("cmpl_", rng) for _ in range(4)]
+
+
+async def test_only_the_same_body_replays_never_a_broken_one(
+    start_server: Any, http: aiohttp.ClientSession, openapi: Validate
+) -> None:
+    """After one answer is kept, bodies that are not that body are still checked in full."""
+    server = await start_server(SCENARIOS)
+    await post(http, server, openapi, chat_body("echo fox"))
+    assert (await replay_stats(http, server))["entries"] == 1
+    url = f"{server.base_url}/chat/completions"
+    for data, code in [(b"", "invalid_json"), (b"{", "invalid_json"), (b"[]", "invalid_type")]:
+        async with http.post(url, data=data, headers={"Content-Type": "application/json"}) as r:
+            error = await r.json()
+            assert r.status == 400, error
+        openapi("ErrorResponse", error)
+        assert error["error"]["code"] == code
+    assert await replay_stats(http, server) == {"enabled": True, "entries": 1, "hits": 0}

@@ -17,7 +17,7 @@ from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import make_id, model_object
 from foxmock.openai.validation import MAX_DEPTH, check_depth, validate_chat_request
 from foxmock.plan import Plan, shape
-from foxmock.replay import ReplayCache, drew_only_an_id, replay_key, replay_of
+from foxmock.replay import Replay, ReplayCache, drew_only_an_id, replay_key, replay_of
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.server.delivery import deliver
 from foxmock.server.state import STATE, ServerState
@@ -128,7 +128,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     entry = state.journal.start(None, request.headers)
     try:
-        response = await _chat(request, state, entry)
+        raw = await read_body(request)
+        scenarios = state.scenarios
+        cache = state.replay_cache(scenarios)
+        replay = key = None
+        if cache is not None:
+            key = replay_key(raw, request.headers, scenarios.header_names)
+            replay = cache.get(key)
+        if replay is None:
+            response = await _chat(request, state, entry, raw, scenarios, cache, key)
+        else:
+            completion_id, created = _journal_replay(state, entry, replay)
+            if replay.immediate:  # the common case: no coroutine, straight to a response
+                body = replay.body_for(completion_id, created)
+                response = web.Response(body=body, headers=replay.headers)
+            else:
+                response = await deliver(request, replay.plan(completion_id, created))
         entry.status = response.status
         return response
     except RequestError as exc:
@@ -141,20 +156,23 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         entry.duration_ms = (time.perf_counter() - started) * 1000
 
 
-async def _chat(request: web.Request, state: ServerState, entry: Entry) -> web.StreamResponse:
-    raw = await read_body(request)
-    scenarios = state.scenarios
-    cache = state.replay_cache(scenarios)
-    key = replay_key(raw, request.headers, scenarios.header_names) if cache is not None else b""
-    if cache is not None and (replay := cache.get(key)) is not None:
-        entry.body, entry.stream, entry.scenario = replay.body, replay.stream, replay.scenario
-        _journal_answer(entry, replay.answer, None)
-        completion_id, created = make_id("cmpl_", state.rng), int(time.time())
-        if replay.immediate:  # the common case, straight to a response
-            return web.Response(
-                body=replay.body_for(completion_id, created), headers=replay.headers
-            )
-        return await deliver(request, replay.plan(completion_id, created))
+def _journal_replay(state: ServerState, entry: Entry, replay: Replay) -> tuple[str, int]:
+    """Journal a replayed answer; return the fresh id and created time it goes out with."""
+    entry.body, entry.stream, entry.scenario = replay.body, replay.stream, replay.scenario
+    entry.content, entry.finish_reason = replay.answer.content, replay.answer.finish_reason
+    entry.tool_calls = list(replay.tool_names)
+    return make_id("cmpl_", state.rng), int(time.time())
+
+
+async def _chat(
+    request: web.Request,
+    state: ServerState,
+    entry: Entry,
+    raw: bytes,
+    scenarios: ScenarioSet,
+    cache: ReplayCache | None,
+    key: bytes | None,
+) -> web.StreamResponse:
     entry.body = decode_json(raw)
     body = validate_chat_request(entry.body)
     req = ChatRequest(body, request.headers)
@@ -182,7 +200,7 @@ async def _chat(request: web.Request, state: ServerState, entry: Entry) -> web.S
         raise RequestError(
             str(exc), status=500, type="server_error", code="scenario_render_error"
         ) from None
-    if cache is not None and rng_before is not None:
+    if cache is not None and key is not None and rng_before is not None:
         _admit(cache, key, plan, body, scenario.name, req.stream, state, ctx, rng_before)
     _journal_answer(entry, plan.answer, plan.fault)
     return await deliver(request, plan)
