@@ -22,7 +22,7 @@ def _kind(exc: BaseException | None) -> str:
     return type(exc).__name__ if exc is not None else "BadHttpMessage"
 
 
-def parse_error_body(status: int, exc: BaseException | None) -> bytes:
+def parse_error_body(exc: BaseException | None) -> bytes:
     """The envelope for a request aiohttp could not parse; it never echoes what was sent."""
     return json.dumps(
         {
@@ -53,7 +53,7 @@ class _EnvelopeHandler(RequestHandler):
         # one line, without the offending bytes: they may hold credentials
         log.info("refused a request from %s: not HTTP/1.1 (%s)", request.remote, _kind(exc))
         envelope = web.Response(
-            status=status, body=parse_error_body(status, exc), content_type="application/json"
+            status=status, body=parse_error_body(exc), content_type="application/json"
         )
         envelope.force_close()
         return envelope

@@ -451,7 +451,7 @@ def test_dunder_access_is_refused_at_load(tmp_path: Path) -> None:
     assert "private name '__class__'" in problem.message
 
 
-# -- regressions (bugs this fuzzing found, now fixed) -----------------------------------------------------------------------------------
+# -- regressions (bugs this fuzzing found, now fixed) ---------------------------------------
 
 
 def _uncompilable(kind: str, depth: int) -> str:
