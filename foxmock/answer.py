@@ -10,6 +10,7 @@ from typing import Any
 
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import assistant_message, chat_completion, make_id, tool_call_object
+from foxmock.openai.validation import loads_strict
 from foxmock.scenarios.model import Respond, Scenario, ToolCallSpec
 from foxmock.synthesis import SynthesisError, schema_errors, synthesize_valid
 from foxmock.templating import MAX_OUTPUT_CHARS, TemplateError
@@ -61,10 +62,6 @@ def _check_strict(value: Any, schema: dict[str, Any] | None, strict: bool, failu
             raise TemplateError(f"{failure}: {'; '.join(errors[:3])}")
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: Mapping[str, Any]) -> str:
     schema, strict = _tool_schema(req, name)
     if spec.arguments is None and spec.chunks is None:
@@ -86,7 +83,7 @@ def _arguments(spec: ToolCallSpec, name: str, req: ChatRequest, ctx: Mapping[str
     if len(arguments) > MAX_OUTPUT_CHARS:
         raise TemplateError(f"tool call arguments exceed {MAX_OUTPUT_CHARS} characters")
     try:
-        parsed = json.loads(arguments, parse_constant=_no_constants)
+        parsed = loads_strict(arguments)
     except ValueError as exc:
         raise TemplateError(
             f"tool call arguments are not valid JSON ({exc}): {arguments[:200]!r}"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from foxmock.openai.request import ChatRequest
-from foxmock.regexes import backtracking_risk
+from foxmock.regexes import RegexProblem, compile_safe
 
 _MISSING = object()
 
@@ -43,26 +43,16 @@ def _short(value: Any, limit: int = 80) -> str:
 def _regex(
     source: str, flags: int, path: tuple[str | int, ...], what: str = ""
 ) -> re.Pattern[str] | None:
-    """``source`` compiled, or None after reporting why it cannot be.
-
-    Besides `re.error`, `re.compile` raises OverflowError (``a{4294967295}``), RecursionError
-    (a few hundred nested groups), ValueError (clashing flags) and more; all are the pattern's
-    fault. Patterns that could backtrack for ever (``(a+)+$``) are refused too: matching runs
-    on the event loop, and one near-miss request would stall the server.
-    """
-    risk = backtracking_risk(source)
-    if risk is not None:
-        _report(CompileError(path, f"{what or 'regular expression'} refused: {risk}"))
-        return None
+    """``source`` compiled (see `compile_safe`), or None after reporting why it cannot be."""
     try:
-        return re.compile(source, flags)
-    except RecursionError:
-        reason = "groups nested too deeply"
-    except Exception as exc:
-        reason = str(exc) or type(exc).__name__
-    what = what or f"regular expression {_short(source)}"
-    _report(CompileError(path, f"invalid {what}: {reason}"))
-    return None
+        return compile_safe(source, flags)
+    except RegexProblem as problem:
+        if problem.refused:
+            message = f"{what or 'regular expression'} refused: {problem.reason}"
+        else:
+            message = f"invalid {what or f'regular expression {_short(source)}'}: {problem.reason}"
+        _report(CompileError(path, message))
+        return None
 
 
 class TextMatcher:

@@ -69,12 +69,28 @@ def backtracking_risk(pattern: str) -> str | None:
     return None
 
 
+class RegexProblem(ValueError):
+    """A pattern that cannot be used: ``refused`` (a backtracking risk) or invalid."""
+
+    def __init__(self, reason: str, *, refused: bool) -> None:
+        prefix = "regular expression refused" if refused else "invalid regular expression"
+        super().__init__(f"{prefix}: {reason}")
+        self.reason, self.refused = reason, refused
+
+
 def compile_safe(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    """``re.compile``, refusing backtracking risks; raises ``ValueError`` saying why."""
+    """``re.compile``, refusing backtracking risks; raises `RegexProblem` saying why.
+
+    Besides `re.error`, `re.compile` raises OverflowError (``a{4294967295}``), RecursionError
+    (a few hundred nested groups), ValueError (clashing flags) and more; all are the pattern's
+    fault.
+    """
     risk = backtracking_risk(pattern)
     if risk is not None:
-        raise ValueError(f"regular expression refused: {risk}")
+        raise RegexProblem(risk, refused=True)
     try:
         return re.compile(pattern, flags)
-    except (re.error, OverflowError, RecursionError, ValueError) as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
+    except RecursionError:
+        raise RegexProblem("groups nested too deeply", refused=False) from None
+    except Exception as exc:
+        raise RegexProblem(str(exc) or type(exc).__name__, refused=False) from None

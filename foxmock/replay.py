@@ -47,7 +47,6 @@ class Replay:
     delay: float
     pieces: tuple[tuple[bytes, ...], ...]  # a body, or each frame, split where the span was
     offsets: tuple[float, ...]
-    tool_names: tuple[str, ...] = ()  # for the journal
     immediate: bool = False  # a plain 200 body with nothing to wait for: `body_for` suffices
 
     def body_for(self, completion_id: str, created: int) -> bytes:
@@ -106,14 +105,6 @@ def replay_key(body: bytes, headers: CIMultiDictProxy[str], names: Sequence[str]
     return b"".join(parts)
 
 
-def drew_only_an_id(before: tuple[Any, ...], rng: random.Random) -> bool:
-    """Whether ``rng`` moved from state ``before`` by exactly one completion id's draws."""
-    probe = random.Random()
-    probe.setstate(before)
-    make_id("cmpl_", probe)
-    return probe.getstate() == rng.getstate()
-
-
 def replay_of(plan: Plan, body: Any, scenario: str, stream: bool) -> Replay | None:
     """A `Replay` of ``plan``, or None when it cannot be replayed byte for byte."""
     if plan.fault is not None or plan.disconnect or plan.answer is None:
@@ -145,7 +136,6 @@ def replay_of(plan: Plan, body: Any, scenario: str, stream: bool) -> Replay | No
         delay=plan.delay,
         pieces=tuple(tuple(frame.split(span)) for frame in frames),
         offsets=tuple(offsets),
-        tool_names=tuple(c["function"]["name"] for c in plan.answer.tool_calls),
         immediate=not stream and plan.delay <= 0 and plan.status == 200,
     )
 
@@ -158,6 +148,41 @@ class ReplayCache:
         self._replays: OrderedDict[bytes, Replay] = OrderedDict()
         self.refused: set[str] = set()  # scenarios once found to depend on more than the body
         self.hits = 0
+        self._probe = random.Random(0)  # replays a state to see what one id draws
+
+    def wants(self, key: bytes, scenario: str) -> bool:
+        """Whether a plan of ``scenario`` for ``key`` could be kept (worth checking after)."""
+        return self.max_entries > 0 and len(key) <= MAX_KEY_BYTES and scenario not in self.refused
+
+    def offer(
+        self,
+        key: bytes,
+        plan: Plan,
+        body: Any,
+        scenario: str,
+        stream: bool,
+        *,
+        read_more: bool,
+        rng_before: tuple[Any, ...],
+        rng: random.Random,
+    ) -> None:
+        """Keep ``plan`` if it depended on the body alone, else never try ``scenario`` again.
+
+        ``read_more``: the render read the clock or the headers. The random generator must
+        have moved from ``rng_before`` by exactly one completion id's draws.
+        """
+        replay = None
+        if not read_more and self._drew_only_an_id(rng_before, rng):
+            replay = replay_of(plan, body, scenario, stream)
+        if replay is None:
+            self.refused.add(scenario)
+        else:
+            self.put(key, replay)
+
+    def _drew_only_an_id(self, before: tuple[Any, ...], rng: random.Random) -> bool:
+        self._probe.setstate(before)
+        make_id("cmpl_", self._probe)
+        return self._probe.getstate() == rng.getstate()
 
     def __len__(self) -> int:
         return len(self._replays)
@@ -170,8 +195,6 @@ class ReplayCache:
         return replay
 
     def put(self, key: bytes, replay: Replay) -> None:
-        if len(key) > MAX_KEY_BYTES or self.max_entries <= 0:
-            return
         self._replays[key] = replay
         self._replays.move_to_end(key)
         while len(self._replays) > self.max_entries:

@@ -23,7 +23,7 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from foxmock.regexes import compile_safe
+from foxmock.regexes import RegexProblem, compile_safe
 from foxmock.templating import (
     MAX_OUTPUT_CHARS,
     MAX_RANGE_STEPS,
@@ -41,7 +41,7 @@ _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$",
 def _regex(pattern: Any) -> re.Pattern[str]:
     try:
         return compile_safe(str(pattern))
-    except ValueError as exc:
+    except RegexProblem as exc:
         raise SecurityError(str(exc)) from None
 
 

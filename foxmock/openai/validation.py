@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -458,19 +459,67 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
 
 
 MAX_DEPTH = 64  # deeper JSON (a tool schema nested to the parser's limit) is refused
+_INVALID_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+    "your HTTP library correctly. The API expects a JSON payload, but what was sent was not "
+    "valid JSON.)"
+)
 
 
-def check_depth(body: Any) -> None:
-    """Refuse nesting deeper than `MAX_DEPTH`: later steps (token counts, schema checks) recurse."""
+def _no_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity; Python's parser accepts them unless told not to."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_STRICT = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def loads_strict(text: str) -> Any:
+    """`json.loads`, refusing NaN and Infinity as JSON does; ValueError when not JSON."""
+    return _STRICT.decode(text)
+
+
+def decode_body(raw: bytes) -> Any:
+    """A request body as JSON, or a 400 `RequestError`: not JSON, not text, or too deep.
+
+    Two checks need a walk over the parsed value: nesting deeper than `MAX_DEPTH` (later steps
+    recurse) and lone surrogate escapes ("\\ud800" is valid JSON syntax but no character, so
+    nothing could echo it as UTF-8). Cheap scans of the raw bytes skip the walk when neither
+    can occur, as in almost every request.
+    """
+    try:
+        body = _STRICT.decode(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise RequestError(_INVALID_JSON, code="invalid_json") from None
+    deep = raw.count(b"{") + raw.count(b"[") > MAX_DEPTH
+    surrogates = b"\\ud" in raw or b"\\uD" in raw
+    if deep or surrogates:
+        _walk(body, surrogates)
+    return body
+
+
+def _walk(body: Any, surrogates: bool) -> None:
     stack: list[tuple[Any, int]] = [(body, 1)]
     while stack:
         value, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        if isinstance(value, str):
+            if surrogates and not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise RequestError(
+                        "The JSON body contains a lone UTF-16 surrogate escape "
+                        "(\\ud800-\\udfff), which is not a character; send valid Unicode text.",
+                        code="invalid_json",
+                    ) from None
+            continue
+        if isinstance(value, (dict, list)) and depth > MAX_DEPTH:
             raise RequestError(
                 f"The request nests objects and arrays more than {MAX_DEPTH} levels deep.",
                 code="nesting_too_deep",
             )
         if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
+            stack.extend((k, depth) for k in value)
+            stack.extend((v, depth + 1) for v in value.values())
         elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
+            stack.extend((v, depth + 1) for v in value)

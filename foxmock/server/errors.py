@@ -18,6 +18,18 @@ log = logging.getLogger("foxmock")
 _HTTP1 = (HttpVersion10, HttpVersion11)
 
 
+class BodyUnreadable(RequestError):
+    """The request body cannot be read to its end: answer, then close the connection."""
+
+
+def _closing(request: web.Request, error: RequestError) -> web.Response:
+    """``error``'s response on a connection that closes without reading the rest of the body."""
+    request.content.feed_eof()  # aiohttp must neither drain the rest nor parse it as a request
+    response = error_response(error)
+    response.force_close()
+    return response
+
+
 def error_response(error: RequestError) -> web.Response:
     """A JSON response carrying ``error``'s envelope, status and headers."""
     return web.Response(
@@ -86,26 +98,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if keys and request.path.startswith("/v1/"):
             check_bearer(request.headers.get("Authorization"), keys)
         return await handler(request)
+    except BodyUnreadable as exc:
+        return _closing(request, exc)
     except RequestError as exc:
-        response = error_response(exc)
-        if exc.status == 408:  # close now: neither read the late rest nor take it for a request
-            request.content.feed_eof()
-            response.force_close()
-        return response
+        return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return error_response(_from_http(request, exc))
     except RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not decode with
-        request.content.feed_eof()  # the rest is unreadable: aiohttp must not try to drain it
-        response = error_response(
-            RequestError(
-                f"The request body could not be read ({' '.join(str(exc).split())}).",
-                code="invalid_body",
-            )
+        reason = " ".join(str(exc).split())
+        return _closing(
+            request,
+            BodyUnreadable(f"The request body could not be read ({reason}).", code="invalid_body"),
         )
-        response.force_close()
-        return response
     except asyncio.CancelledError:
         raise
     except ConnectionResetError:  # the client left: nothing to tell it, nothing to log

@@ -15,29 +15,16 @@ from foxmock.answer import Answer, RenderError
 from foxmock.journal import Entry
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import make_id, model_object
-from foxmock.openai.validation import MAX_DEPTH, check_depth, validate_chat_request
-from foxmock.plan import Plan, shape
-from foxmock.replay import Replay, ReplayCache, drew_only_an_id, replay_key, replay_of
+from foxmock.openai.validation import decode_body, validate_chat_request
+from foxmock.plan import shape
+from foxmock.replay import Replay, ReplayCache, replay_key
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.server.delivery import deliver
+from foxmock.server.errors import BodyUnreadable
 from foxmock.server.state import STATE, ServerState
 from foxmock.templating import RequestContext
 
 log = logging.getLogger("foxmock")
-
-_INVALID_JSON = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
-    "your HTTP library correctly. The API expects a JSON payload, but what was sent was not "
-    "valid JSON.)"
-)
-
-
-def _reject_constant(name: str) -> Any:
-    """JSON has no NaN or Infinity; Python's parser accepts them unless told not to."""
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -64,46 +51,11 @@ async def read_body(request: web.Request) -> bytes:
     try:
         return await asyncio.wait_for(request.read(), timeout)
     except asyncio.TimeoutError:
-        raise RequestError(
+        raise BodyUnreadable(
             f"The request body did not arrive within {timeout:g} s.",
             status=408,
             code="request_timeout",
         ) from None
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def decode_json(raw: bytes) -> Any:
-    """The parsed body, or a 400 `RequestError` when it is not JSON (or not Unicode text)."""
-    try:
-        body = _DECODER.decode(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise RequestError(_INVALID_JSON, code="invalid_json") from None
-    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:  # else it cannot nest that deep
-        check_depth(body)
-    # "\ud800" alone is valid JSON syntax but no character: nothing could echo it as UTF-8
-    if (b"\\ud" in raw or b"\\uD" in raw) and _has_lone_surrogate(body):
-        raise RequestError(
-            "The JSON body contains a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is "
-            "not a character; send valid Unicode text.",
-            code="invalid_json",
-        )
-    return body
 
 
 def no_match_error(scenarios: ScenarioSet, req: ChatRequest) -> RequestError:
@@ -159,8 +111,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 def _journal_replay(state: ServerState, entry: Entry, replay: Replay) -> tuple[str, int]:
     """Journal a replayed answer; return the fresh id and created time it goes out with."""
     entry.body, entry.stream, entry.scenario = replay.body, replay.stream, replay.scenario
-    entry.content, entry.finish_reason = replay.answer.content, replay.answer.finish_reason
-    entry.tool_calls = list(replay.tool_names)
+    _journal_answer(entry, replay.answer, None)
     return make_id("cmpl_", state.rng), int(time.time())
 
 
@@ -173,7 +124,7 @@ async def _chat(
     cache: ReplayCache | None,
     key: bytes | None,
 ) -> web.StreamResponse:
-    entry.body = decode_json(raw)
+    entry.body = decode_body(raw)
     body = validate_chat_request(entry.body)
     req = ChatRequest(body, request.headers)
     entry.stream = req.stream
@@ -189,7 +140,7 @@ async def _chat(
         log.warning("%s", error.message)
         raise error
     entry.scenario = scenario.name
-    admit = cache is not None and scenario.name not in cache.refused
+    admit = cache is not None and key is not None and cache.wants(key, scenario.name)
     rng_before = state.rng.getstate() if admit else None
     state.engine.read_clock = False
     ctx = RequestContext(req)
@@ -201,30 +152,19 @@ async def _chat(
             str(exc), status=500, type="server_error", code="scenario_render_error"
         ) from None
     if cache is not None and key is not None and rng_before is not None:
-        _admit(cache, key, plan, body, scenario.name, req.stream, state, ctx, rng_before)
+        read_more = state.engine.read_clock or ctx.read_headers
+        cache.offer(
+            key,
+            plan,
+            body,
+            scenario.name,
+            req.stream,
+            read_more=read_more,
+            rng_before=rng_before,
+            rng=state.rng,
+        )
     _journal_answer(entry, plan.answer, plan.fault)
     return await deliver(request, plan)
-
-
-def _admit(
-    cache: ReplayCache,
-    key: bytes,
-    plan: Plan,
-    body: Any,
-    scenario: str,
-    stream: bool,
-    state: ServerState,
-    ctx: RequestContext,
-    rng_before: tuple[Any, ...],
-) -> None:
-    """Keep ``plan`` for replay if it depended on the body alone; else never try its scenario."""
-    replay = None
-    if not (state.engine.read_clock or ctx.read_headers) and drew_only_an_id(rng_before, state.rng):
-        replay = replay_of(plan, body, scenario, stream)
-    if replay is None:
-        cache.refused.add(scenario)
-    else:
-        cache.put(key, replay)
 
 
 def _journal_answer(entry: Entry, answer: Answer | None, fault: str | None) -> None:
