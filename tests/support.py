@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from functools import cache
 from pathlib import Path
@@ -16,6 +19,8 @@ from referencing.jsonschema import DRAFT202012
 
 from foxmock import Config, create_app
 from foxmock.server.runner import Runner
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SPEC_PACKAGE_PATH = ("_data", "upstream", "openai", "official", "openapi.yml")
 
@@ -117,3 +122,17 @@ class ThreadServer:
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+def run_cli(
+    *args: str | Path, timeout: float = 30, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``foxmock`` command line with this interpreter, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "foxmock", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=None if env is None else {**os.environ, **env},
+    )

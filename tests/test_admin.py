@@ -17,6 +17,7 @@ import pytest
 
 import foxmock
 from tests.conftest import LiveServer, StartServer
+from tests.support import run_cli
 
 Validate = Callable[[str, Any], None]
 
@@ -877,22 +878,12 @@ def test_admin_mode_is_checked() -> None:
 
 def test_cli_admin_option(tmp_path: Path) -> None:
     """``foxmock serve`` refuses a bad FOXMOCK_ADMIN with exit 2; ``--admin off`` unmounts it."""
-    import os
-    import subprocess
-    import sys
     import urllib.error
     import urllib.request
 
     from tests.recording_support import FoxmockProcess
 
-    env = {**os.environ, "FOXMOCK_ADMIN": "public"}
-    done = subprocess.run(
-        [sys.executable, "-m", "foxmock", "serve", "--port", "0"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = run_cli("serve", "--port", "0", env={"FOXMOCK_ADMIN": "public"})
     assert done.returncode == 2
     assert "admin must be one of on, loopback, off" in done.stderr
     assert "Traceback" not in done.stderr

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,23 +13,11 @@ from jsonschema import Draft202012Validator
 
 import foxmock
 from foxmock.scenarios import scenario_schema
-from tests.support import write_scenarios
+from tests.support import ROOT, run_cli, write_scenarios
 
-ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "scenarios"
 
 Expected = tuple[int | None, str, str]  # (line, key path or "", message fragment)
-
-
-def cli(*args: str | Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run the real ``foxmock`` command line with this interpreter."""
-    return subprocess.run(
-        [sys.executable, "-m", "foxmock", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 def problem_prefix(file: Path | str, line: int | None, key: str) -> str:
@@ -54,7 +40,7 @@ def assert_reported(output: str, file: Path | str, expected: list[Expected]) -> 
 
 def assert_problems(paths: list[Path], file: Path, expected: list[Expected]) -> None:
     """`foxmock validate` (exit 1, on stderr) and `load_scenarios` report exactly ``expected``."""
-    result = cli("validate", *paths)
+    result = run_cli("validate", *paths)
     assert result.returncode == 1, result
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
@@ -76,7 +62,7 @@ def test_bundled_scenarios_are_valid() -> None:
     assert len(loaded) > 0
     files = sorted(BUNDLED.rglob("*.y*ml"))
     for target in (BUNDLED, *files):
-        result = cli("validate", target)
+        result = run_cli("validate", target)
         assert result.returncode == 0, result.stderr
         assert result.stdout == f"OK: {len(loaded)} scenarios in {len(files)} file(s)\n"
         assert result.stderr == ""
@@ -91,7 +77,7 @@ def test_several_valid_files_and_directories(tmp_path: Path) -> None:
         "version: 1\nscenarios:\n  - {name: b, fault: {status: 500}}\n  - {name: c, respond: {}}\n",
         "x.yml",
     )
-    result = cli("validate", one, more)
+    result = run_cli("validate", one, more)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "OK: 3 scenarios in 2 file(s)\n"
 
@@ -593,7 +579,7 @@ def test_problems_in_several_files_are_all_reported(tmp_path: Path) -> None:
     )
     first = write_scenarios(tmp_path, "version: 2\nscenarios: []\n", "first.yaml")
     second = write_scenarios(tmp_path, "version: 1\nscenarios:\n  - name: x\n", "second.yaml")
-    result = cli("validate", good, first, second)
+    result = run_cli("validate", good, first, second)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert lines[0] == "foxmock: 2 problems in scenario files:"
@@ -625,7 +611,7 @@ def test_duplicate_scenario_names_within_and_across_files(tmp_path: Path) -> Non
     directory.mkdir()
     a = write_scenarios(directory, DUPLICATE_A, "a.yaml")
     b = write_scenarios(directory, DUPLICATE_B, "b.yaml")
-    result = cli("validate", directory)
+    result = run_cli("validate", directory)
     assert result.returncode == 1
     assert_reported(
         result.stderr.replace(str(a), "A").replace(str(b), "B"),
@@ -645,7 +631,7 @@ def test_directory_without_yaml_and_missing_path(tmp_path: Path) -> None:
     empty.mkdir()
     (empty / "notes.txt").write_text("version: 1\nscenarios: []\n")
     missing = tmp_path / "missing.yaml"
-    result = cli("validate", empty, missing)
+    result = run_cli("validate", empty, missing)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "foxmock: 2 problems in scenario files:",
@@ -718,7 +704,7 @@ def test_alias_bombs_fail_quickly_with_a_clear_error(
     assert problem.message.startswith(fragment)
 
     started = time.monotonic()
-    result = cli("validate", path, timeout=30)
+    result = run_cli("validate", path, timeout=30)
     assert time.monotonic() - started < 15
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -738,7 +724,7 @@ def test_alias_bombs_fail_quickly_with_a_clear_error(
 )
 def test_serve_refuses_broken_files(tmp_path: Path, text: str) -> None:
     path = write_scenarios(tmp_path, text, "broken.yaml")
-    result = cli("serve", "--scenarios", path, "--port", "0", "--host", "127.0.0.1")
+    result = run_cli("serve", "--scenarios", path, "--port", "0", "--host", "127.0.0.1")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "serving on" not in result.stdout
@@ -756,7 +742,7 @@ def test_serve_refuses_missing_paths(tmp_path: Path, which: str) -> None:
     if which == "empty-directory":
         path = tmp_path / "empty"
         path.mkdir()
-    result = cli("serve", "--scenarios", path, "--port", "0", "--host", "127.0.0.1")
+    result = run_cli("serve", "--scenarios", path, "--port", "0", "--host", "127.0.0.1")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert f"  {path}: " in result.stderr
@@ -766,7 +752,7 @@ def test_serve_refuses_missing_paths(tmp_path: Path, which: str) -> None:
 
 
 def test_schema_command_prints_a_valid_draft_2020_12_schema() -> None:
-    result = cli("schema")
+    result = run_cli("schema")
     assert result.returncode == 0, result.stderr
     schema = json.loads(result.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
@@ -827,10 +813,10 @@ scenarios:
 
 
 def test_serve_help_mentions_the_main_options() -> None:
-    result = cli("serve", "--help")
+    result = run_cli("serve", "--help")
     assert result.returncode == 0
     for option in ("--host", "--port", "--scenarios", "--api-key", "--log-level"):
         assert option in result.stdout, option
-    top = cli("--help")
+    top = run_cli("--help")
     for command in ("serve", "validate", "schema"):
         assert command in top.stdout

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -28,6 +26,7 @@ import pytest
 
 import foxmock
 from tests.recording_support import FoxmockProcess, wait_for
+from tests.support import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 LOAD_BOUND = 5.0  # seconds any small broken file may take to be refused (generous: CI is noisy)
@@ -498,16 +497,6 @@ def write_case(directory: Path, case: Case) -> Path:
     return path
 
 
-def run_cli(*args: str | Path, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "foxmock", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-
-
 def load_problems(path: Path) -> tuple[list[foxmock.Problem], float]:
     """The problems `load_scenarios` reports for ``path``, and how long it took."""
     started = time.monotonic()
@@ -546,7 +535,7 @@ def validated(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path]
     """Every case file, checked by one real ``foxmock validate`` run (stderr, exit code)."""
     directory = tmp_path_factory.mktemp("broken")
     paths = {case.id: write_case(directory, case) for case in CASES}
-    result = run_cli("validate", *paths.values())
+    result = run_cli("validate", *paths.values(), timeout=CLI_TIMEOUT)
     assert result.stdout == ""
     return paths, result.stderr, result.returncode
 
@@ -622,7 +611,7 @@ def test_unloadable_text_is_a_problem_not_a_crash(
 def test_validate_reports_a_nul_byte_without_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "nul.yaml"
     path.write_text(scenario(OK, "description: a\x00b"), "utf-8")
-    result = run_cli("validate", path)
+    result = run_cli("validate", path, timeout=CLI_TIMEOUT)
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 1
     assert result.stderr.splitlines()[1].startswith(f"  {path}:5: ")
