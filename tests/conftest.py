@@ -11,7 +11,7 @@ from aiohttp import web
 
 from foxmock import Config, create_app
 from foxmock.server.runner import Runner
-from tests.support import ThreadServer, validate_schema, write_scenarios
+from tests.support import ThreadServer, openapi_spec, validate_schema, write_scenarios
 
 
 class LiveServer:
@@ -69,5 +69,10 @@ def thread_server(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
 
 @pytest.fixture
 def openapi() -> Callable[[str, Any], None]:
-    """``openapi(schema_name, instance)`` asserts the instance is valid per OpenAI's spec."""
+    """``openapi(schema_name, instance)`` asserts the instance is valid per OpenAI's spec.
+
+    The spec is parsed here, before the test runs: parsed lazily, its ~0.5 s would stall the
+    event loop the test's server shares, in the middle of timing-sensitive tests.
+    """
+    openapi_spec()
     return validate_schema

@@ -1,4 +1,4 @@
-"""The aiohttp shell: application factory, handlers and middlewares."""
+"""The aiohttp shell: application factory, guarded handlers and the runner."""
 
 from foxmock.server.app import create_app
 from foxmock.server.state import STATE, ServerState

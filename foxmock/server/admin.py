@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from foxmock._exceptions import Problem, RequestError, ScenarioError
-from foxmock.server.errors import expect_handler
+from foxmock.server.errors import add_guarded
 from foxmock.server.state import STATE, ServerState
 
 PREFIX = "/_foxmock"
@@ -43,8 +43,7 @@ def is_loopback(remote: str | None) -> bool:
     return bool((mapped or address).is_loopback)
 
 
-@web.middleware
-async def admin_access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def check_admin_access(request: web.Request) -> None:
     """Refuse admin requests from other machines (``admin="loopback"``) or without the token."""
     config = _state(request).config
     if config.admin == "loopback" and not is_loopback(request.remote):
@@ -66,7 +65,6 @@ async def admin_access_middleware(request: web.Request, handler: Handler) -> web
                 status=401,
                 code="invalid_admin_token",
             )
-    return await handler(request)
 
 
 def _scenario_json(state: ServerState) -> list[dict[str, Any]]:
@@ -221,8 +219,8 @@ async def status(request: web.Request) -> web.StreamResponse:
 
 def admin_app() -> web.Application:
     """The admin sub-application, mounted at ``/_foxmock/``."""
-    app = web.Application(middlewares=[admin_access_middleware])
-    for method, path, handler in [
+    app = web.Application()
+    routes: list[tuple[str, str, Handler]] = [
         ("GET", "/status", status),
         ("GET", "/scenarios", list_scenarios),
         ("POST", "/scenarios", add_scenarios),
@@ -233,9 +231,6 @@ def admin_app() -> web.Application:
         ("POST", "/reload", reload),
         ("GET", "/journal", read_journal),
         ("DELETE", "/journal", clear_journal),
-    ]:
-        if method == "GET":  # GET routes answer HEAD too, as aiohttp's add_get does
-            app.router.add_get(path, handler, expect_handler=expect_handler)
-        else:
-            app.router.add_route(method, path, handler, expect_handler=expect_handler)
+    ]
+    add_guarded(app.router, routes, check_admin_access)
     return app

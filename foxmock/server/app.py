@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from foxmock.config import Config
 from foxmock.journal import Journal
@@ -15,7 +16,8 @@ from foxmock.recorder.modes import RecordMode
 from foxmock.scenarios.store import ScenarioStore
 from foxmock.server import handlers
 from foxmock.server.admin import ADMIN_MODES, PREFIX, admin_app
-from foxmock.server.errors import error_middleware, expect_handler
+from foxmock.server.auth import check_api_key
+from foxmock.server.errors import add_guarded, add_pathless, expect_handler
 from foxmock.server.state import STATE, ServerState
 from foxmock.server.watch import watch_ctx
 from foxmock.templating import TemplateEngine
@@ -69,18 +71,18 @@ def create_app(config: Config | None = None) -> web.Application:
         latency=Latency.parse(config.latency),
     )
     state.recorder = make_recorder(config, store)
-    app = web.Application(
-        client_max_size=config.max_body_bytes,
-        middlewares=[error_middleware],
-    )
+    app = web.Application(client_max_size=config.max_body_bytes)  # no middleware: see errors
     app[STATE] = state
-    router = app.router
-    chat = handlers.chat_completions
-    router.add_post("/v1/chat/completions", chat, expect_handler=expect_handler)
-    router.add_get("/v1/models", handlers.list_models, expect_handler=expect_handler)
-    router.add_get("/v1/models/{model}", handlers.get_model, expect_handler=expect_handler)
-    router.add_get("/healthz", handlers.healthz, expect_handler=expect_handler)
-    if config.admin != "off":
+    chat = handlers.chat_completions  # its own guard, to spare the hottest route a layer
+    app.router.add_post("/v1/chat/completions", chat, expect_handler=expect_handler)
+    routes: list[tuple[str, str, Handler]] = [
+        ("GET", "/v1/models", handlers.list_models),
+        ("GET", "/v1/models/{model}", handlers.get_model),
+        ("GET", "/healthz", handlers.healthz),
+    ]
+    add_guarded(app.router, routes, check_api_key)
+    add_pathless(app.router)
+    if config.admin != "off":  # its own catch-all answers under /_foxmock/
         app.add_subapp(PREFIX, admin_app())
     if config.watch:
         app.cleanup_ctx.append(watch_ctx)

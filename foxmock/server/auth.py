@@ -1,8 +1,11 @@
-"""Optional Bearer-key check for the OpenAI paths (called by the error middleware)."""
+"""Optional Bearer-key check for the OpenAI paths (run by each route's guard)."""
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from foxmock._exceptions import RequestError
+from foxmock.server.state import STATE
 
 
 def _masked(key: str) -> str:
@@ -30,3 +33,10 @@ def check_bearer(header: str | None, keys: frozenset[str]) -> None:
         raise RequestError(
             f"Incorrect API key provided: {_masked(token)}.", status=401, code="invalid_api_key"
         )
+
+
+def check_api_key(request: web.Request) -> None:
+    """When keys are configured, require one on every ``/v1/`` path (known or not)."""
+    keys = request.app[STATE].api_keys
+    if keys and request.path.startswith("/v1/"):
+        check_bearer(request.headers.get("Authorization"), keys)

@@ -1,17 +1,29 @@
-"""OpenAI error envelopes for every failure, and the middleware that guarantees them."""
+"""OpenAI error envelopes for every failure, and the guard every route is wrapped in.
+
+foxmock installs no aiohttp middleware: one middleware anywhere in an application puts two
+extra coroutine layers on every request (about 3.5 µs, 6% of a replayed answer). Each route's
+handler is wrapped by `guard` instead, and a catch-all route (`unmatched`) answers unknown
+paths and methods with the same envelopes.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_urldispatcher import (
+    AbstractRuleMatching,
+    MatchedSubAppResource,
+    UrlMappingMatchInfo,
+)
 
 from foxmock._exceptions import RequestError
-from foxmock.server.auth import check_bearer
 from foxmock.server.state import STATE
 
 log = logging.getLogger("foxmock")
@@ -84,45 +96,146 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> RequestError:
     return RequestError(exc.reason or "HTTP error", status=status)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Check API keys, then turn every failure into an OpenAI error envelope (no tracebacks)."""
-    try:
-        if request.version not in _HTTP1:  # aiohttp reads "GET /" and "HTTP/2.0" lines as well
-            raise RequestError(
-                "foxmock speaks HTTP/1.0 and HTTP/1.1; the request line named another version.",
-                status=400,
-                code="invalid_http_request",
-            )
-        keys = request.app[STATE].api_keys
-        if keys and request.path.startswith("/v1/"):
-            check_bearer(request.headers.get("Authorization"), keys)
-        return await handler(request)
-    except BodyUnreadable as exc:
-        return _closing(request, exc)
-    except RequestError as exc:
-        return error_response(exc)
-    except web.HTTPException as exc:
+Check = Callable[[web.Request], None]
+
+
+def admit(request: web.Request, check: Check | None = None) -> None:
+    """The front door: HTTP/1 only, then ``check``; raises a `RequestError` to refuse."""
+    if request.version not in _HTTP1:  # aiohttp reads "GET /" and "HTTP/2.0" lines as well
+        raise RequestError(
+            "foxmock speaks HTTP/1.0 and HTTP/1.1; the request line named another version.",
+            status=400,
+            code="invalid_http_request",
+        )
+    if check is not None:
+        check(request)
+
+
+def guard(handler: Handler, check: Check | None = None) -> Handler:
+    """``handler`` behind `admit`, every failure turned into an OpenAI error envelope."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            admit(request, check)
+            return await handler(request)
+        except Exception as exc:
+            return failure_response(request, exc)
+
+    return functools.update_wrapper(guarded, handler)
+
+
+CLIENT_LEFT = "the client closed the connection first"
+
+
+def failure_response(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The response for what a handler raised; redirects and the like are raised again."""
+    return respond_with(request, as_request_error(request, exc))
+
+
+def as_request_error(request: web.Request, exc: Exception) -> RequestError | None:
+    """The error to answer ``exc`` with; None for a client that left (nothing to tell it,
+    nothing to log). Unexpected exceptions are logged and become a 500 without details."""
+    if isinstance(exc, RequestError):
+        return exc
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
-        return error_response(_from_http(request, exc))
-    except RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not decode with
+            raise exc
+        return _from_http(request, exc)
+    if isinstance(exc, RequestPayloadError):  # e.g. a Content-Encoding the body does not match
         reason = " ".join(str(exc).split())
-        return _closing(
-            request,
-            BodyUnreadable(f"The request body could not be read ({reason}).", code="invalid_body"),
+        return BodyUnreadable(
+            f"The request body could not be read ({reason}).", code="invalid_body"
         )
-    except asyncio.CancelledError:
-        raise
-    except ConnectionResetError:  # the client left: nothing to tell it, nothing to log
+    if isinstance(exc, ConnectionResetError):
+        return None
+    log.error("unexpected error while handling %s %s", request.method, request.path, exc_info=exc)
+    return RequestError(
+        "foxmock hit an internal error; the server log has the details.",
+        status=500,
+        type="server_error",
+        code="internal_error",
+    )
+
+
+def respond_with(request: web.Request, error: RequestError | None) -> web.StreamResponse:
+    """``error``'s envelope (closing the connection for unreadable bodies); None gives 499."""
+    if error is None:
         return web.Response(status=499, reason="Client Closed Request")
-    except Exception:
-        log.exception("unexpected error while handling %s %s", request.method, request.path)
-        return error_response(
-            RequestError(
-                "foxmock hit an internal error; the server log has the details.",
-                status=500,
-                type="server_error",
-                code="internal_error",
-            )
-        )
+    if isinstance(error, BodyUnreadable):
+        return _closing(request, error)
+    return error_response(error)
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """The catch-all route: 405 naming the allowed methods when the path is known, else 404."""
+    allowed: set[str] = set()
+    for resource in request.match_info.current_app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+def add_guarded(
+    router: web.UrlDispatcher,
+    routes: list[tuple[str, str, Handler]],
+    check: Check | None = None,
+) -> None:
+    """Add ``(method, path, handler)`` routes, each behind `guard`, then a catch-all that
+    answers other paths and methods through `unmatched`. GET routes answer HEAD too."""
+    for method, path, handler in routes:
+        guarded = guard(handler, check)
+        if method == "GET":
+            router.add_get(path, guarded, expect_handler=expect_handler)
+        else:
+            router.add_route(method, path, guarded, expect_handler=expect_handler)
+    _add_any_path(router, check)
+
+
+def add_pathless(router: web.UrlDispatcher) -> None:
+    """Send requests whose target has no path (``CONNECT host:443``) to `unmatched` too."""
+    router.register_resource(_Pathless())
+
+
+def _add_any_path(router: web.UrlDispatcher, check: Check | None) -> web.ResourceRoute:
+    catch_all = _AnyPath("/")
+    router.register_resource(catch_all)
+    return catch_all.add_route("*", guard(unmatched, check), expect_handler=expect_handler)
+
+
+class _AnyPath(web.PlainResource):
+    """A resource that takes every path, ``*`` included; indexed under "/", it is tried last."""
+
+    def _match(self, path: str) -> dict[str, str] | None:
+        return {}
+
+
+class _NoPath(AbstractRuleMatching):
+    async def match(self, request: web.Request) -> bool:
+        return not request.rel_url.path_safe
+
+    def get_info(self) -> Any:
+        return {"rule": "no path"}
+
+    @property
+    def canonical(self) -> str:
+        return ""
+
+
+class _Pathless(MatchedSubAppResource):
+    """Requests with no path never reach a resource through aiohttp's path index. This kind
+    of resource is asked first, for every request, so it answers with one cheap test and
+    hands the pathless ones to a tiny app's catch-all."""
+
+    def __init__(self) -> None:
+        app = web.Application()
+        self._route = _add_any_path(app.router, None)
+        super().__init__(_NoPath(), app)
+
+    async def resolve(self, request: web.Request) -> tuple[UrlMappingMatchInfo | None, set[str]]:
+        if request.rel_url.path_safe:
+            return None, set()
+        match = UrlMappingMatchInfo({}, self._route)
+        match.add_app(self._app)
+        return match, set()
