@@ -7,11 +7,10 @@ FoxmockError
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One problem in a scenario file: where it is and what is wrong."""
 
     file: str

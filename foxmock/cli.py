@@ -15,8 +15,7 @@ from typing import Any
 from foxmock._exceptions import ScenarioError
 from foxmock.config import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, Config, api_keys_from_env
 from foxmock.journal import DEFAULT_JOURNAL_SIZE
-from foxmock.recorder.capture import MATCH_KEYS
-from foxmock.recorder.modes import RecordMode
+from foxmock.recorder.modes import MATCH_KEYS, RecordMode
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from foxmock.openai.request import ChatRequest
-from foxmock.recorder.redact import SECRET_HEADERS
 
 DEFAULT_JOURNAL_SIZE = 1000
 
@@ -38,6 +37,8 @@ class Entry:
     @property
     def headers(self) -> dict[str, str]:
         """The request headers, credentials masked."""
+        from foxmock.recorder.redact import SECRET_HEADERS  # not needed to serve
+
         return {k: "***" if k.lower() in SECRET_HEADERS else v for k, v in self.raw_headers.items()}
 
     @property

@@ -6,8 +6,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -86,8 +85,7 @@ def parse_rate(value: float | int) -> float:
     return rate
 
 
-@dataclass(frozen=True)
-class Delay:
+class Delay(NamedTuple):
     """A delay distribution: ``fixed``, ``range`` (uniform), ``normal`` or ``lognormal``."""
 
     kind: str
@@ -123,8 +121,7 @@ class Delay:
         return cls("lognormal", median, _at(("lognormal", "sigma"), parse_sigma, n["sigma"]))
 
 
-@dataclass(frozen=True)
-class Latency:
+class Latency(NamedTuple):
     """When each piece of an answer is due: first token after ``ttft``, then paced by tokens/s."""
 
     ttft: Delay | None = None

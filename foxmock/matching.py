@@ -6,8 +6,7 @@ import fnmatch
 import re
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from foxmock.openai.request import ChatRequest
 from foxmock.regexes import RegexProblem, compile_safe
@@ -113,8 +112,7 @@ class TextMatcher:
         return None
 
 
-@dataclass(frozen=True)
-class Miss:
+class Miss(NamedTuple):
     """One failed predicate: its key and why it failed."""
 
     key: str

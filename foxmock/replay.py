@@ -14,8 +14,7 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from multidict import CIMultiDictProxy
 
@@ -34,8 +33,7 @@ def _span(completion_id: str, created: int, stream: bool) -> bytes:
     return f'{completion_id}","object":"{kind}","created":{created}'.encode()
 
 
-@dataclass(frozen=True)
-class Replay:
+class Replay(NamedTuple):
     """A planned answer with its id and created time cut out, and what the journal records."""
 
     body: Any  # the validated request body, shared by the journal entries of every replay

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from foxmock.openai.responses import SYSTEM_FINGERPRINT
 from foxmock.tokens import count_tokens, split_tokens, usage
@@ -15,8 +14,7 @@ DONE = b"data: [DONE]\n\n"
 COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-@dataclass(frozen=True)
-class Chunking:
+class Chunking(NamedTuple):
     """How to cut text into deltas: ``tokens``, ``words`` or ``characters``, ``size`` at a time."""
 
     by: str = "tokens"
@@ -55,8 +53,7 @@ def sse(event: Any) -> bytes:
     return b"data: " + COMPACT.encode(event).encode() + b"\n\n"
 
 
-@dataclass(frozen=True)
-class Delta:
+class Delta(NamedTuple):
     """One chunk's delta, its finish reason, and how many tokens it carries (for pacing)."""
 
     delta: dict[str, Any]

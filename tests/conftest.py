@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,22 @@ def thread_server(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def quiet_gc() -> Iterator[None]:
+    """No garbage collection while the test runs (collected once before it starts).
+
+    Tests that time a server through a client in the same process must not measure the test
+    process's own pauses: late in a long run a full collection of the worker's heap (the
+    parsed spec, Hypothesis data) takes ~0.1 s and delays every timer that is due meanwhile.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @pytest.fixture

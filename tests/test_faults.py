@@ -25,6 +25,9 @@ from foxmock import Config, ScenarioError, create_app
 
 Validate = Callable[[str, Any], None]
 
+# timers are measured through a client in this process: its own collections must not count
+pytestmark = pytest.mark.usefixtures("quiet_gc")
+
 GOOD = "hello there"
 WORDS = "one two three four five six seven eight"
 

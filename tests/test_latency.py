@@ -30,6 +30,9 @@ from foxmock.latency import Delay, Latency, parse_duration, parse_fraction
 
 Validate = Callable[[str, Any], None]
 
+# timers are measured through a client in this process: its own collections must not count
+pytestmark = pytest.mark.usefixtures("quiet_gc")
+
 
 def words(count: int) -> str:
     """``count`` short words, each a single token."""

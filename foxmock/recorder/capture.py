@@ -12,7 +12,6 @@ from typing import Any
 from foxmock.openai.request import ChatRequest
 from foxmock.recorder.redact import REDACTED, Redactor, scrub, secrets_in
 
-MATCH_KEYS = ("model", "messages", "tools", "tool_choice", "response_format", "stream", "last_user")
 DEFAULT_MATCH = ("model", "messages", "tools")
 _MARKERS = ("{{", "{%", "{#")
 

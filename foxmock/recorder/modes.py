@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import enum
 
+# what a recording can match on (``--record-match``); the CLI checks names without the recorder
+MATCH_KEYS = ("model", "messages", "tools", "tool_choice", "response_format", "stream", "last_user")
+
 
 class RecordMode(str, enum.Enum):
     """``replay``: recordings only; ``record``: always forward and write; ``record-missing``:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,7 +42,10 @@ _DEFAULT_ERROR_TYPES = {
 @cache
 def scenario_schema() -> dict[str, Any]:
     """The JSON Schema of scenario files, as shipped in the package."""
-    text = resources.files("foxmock").joinpath("scenario.schema.json").read_text("utf-8")
+    # beside the package's modules (importlib.resources would cost start-up ~1.5 ms of imports)
+    text = (
+        Path(__file__).resolve().parent.parent.joinpath("scenario.schema.json").read_text("utf-8")
+    )
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -232,7 +233,7 @@ class _FileCompiler:
             description=str(spec.get("description", "")),
             file=self.source,
             line=line_of(self.lines, path) or 1,
-            index=index,
+            position=index,
         )
 
 
@@ -329,6 +330,8 @@ def _schema_problems(data: Any, source: str, lines: Lines) -> list[Problem]:
             allowed = list(error.schema.get("properties", {}))
             for key in error.instance:
                 if key not in allowed:
+                    import difflib  # only files with mistakes need it
+
                     hint = difflib.get_close_matches(str(key), allowed, n=1)
                     message = f"unknown key {key!r}" + (
                         f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -389,7 +392,7 @@ def _duplicates(scenarios: Sequence[Scenario]) -> list[Problem]:
                 Problem(
                     s.file,
                     s.line,
-                    f"scenarios[{s.index}].name",
+                    f"scenarios[{s.position}].name",
                     f"duplicate scenario name {s.name!r} (first at {seen[s.name].where})",
                 )
             )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from foxmock.latency import Latency
 from foxmock.matching import All, AnyOf, Header, Miss, Not, Predicate, Text
@@ -13,10 +13,10 @@ from foxmock.openai.request import ChatRequest
 from foxmock.streaming import Chunking
 
 Render = Callable[[Mapping[str, Any]], Any]
+EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})  # a default no instance can change
 
 
-@dataclass(frozen=True)
-class ToolCallSpec:
+class ToolCallSpec(NamedTuple):
     """A tool call to answer with; ``arguments`` renders to JSON text (None: synthesise)."""
 
     name: Render
@@ -25,20 +25,18 @@ class ToolCallSpec:
     chunks: Sequence[Render] | None = None
 
 
-@dataclass(frozen=True)
-class Respond:
+class Respond(NamedTuple):
     """A successful answer; every field but ``finish_reason`` and ``usage`` is a template."""
 
     content: Render | None = None
     tool_calls: Sequence[ToolCallSpec] = ()
     finish_reason: str | None = None
     model: Render | None = None
-    usage: Mapping[str, int] = field(default_factory=dict)
-    headers: Mapping[str, Render] = field(default_factory=dict)
+    usage: Mapping[str, int] = EMPTY_MAPPING
+    headers: Mapping[str, Render] = EMPTY_MAPPING
 
 
-@dataclass(frozen=True)
-class Fault:
+class Fault(NamedTuple):
     """A failure to inject: an HTTP error, a broken stream or a hang, maybe only sometimes."""
 
     kind: str
@@ -48,14 +46,13 @@ class Fault:
     code: str | None
     param: str | None
     retry_after: float | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = EMPTY_MAPPING
     after_chunks: int = 0
     duration: float = 0.0
     probability: float = 1.0
 
 
-@dataclass(frozen=True)
-class Scenario:
+class Scenario(NamedTuple):
     """One compiled scenario, with where it came from."""
 
     name: str
@@ -69,15 +66,14 @@ class Scenario:
     description: str = ""
     file: str = "<string>"
     line: int = 1
-    index: int = 0
+    position: int = 0  # its place in the file's scenarios list
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
 
-@dataclass(frozen=True)
-class NearMiss:
+class NearMiss(NamedTuple):
     """A scenario that did not match, with each predicate that failed."""
 
     scenario: Scenario

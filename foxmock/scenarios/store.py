@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from foxmock._exceptions import Problem, ScenarioError
 from foxmock.scenarios.loader import collect, compile_document, iter_scenario_files
@@ -56,8 +55,7 @@ def compile_source(
     return scenarios, models
 
 
-@dataclass(frozen=True)
-class Loaded:
+class Loaded(NamedTuple):
     """What one read of the scenario files found."""
 
     stamp: tuple[tuple[str, float, int], ...]
