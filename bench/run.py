@@ -995,7 +995,7 @@ def notes(res: Results, s: Settings) -> list[str]:
                 f"{_fmt(paced['ttfb_p50_ms'], 'ms')}, outcome {paced['outcome']}"
                 + (f", errors {paced['errors']}" if paced["errors"] else "")
             )
-            small = res.get(name, "paced_small")
+        small = res.get(name, "paced_small")
         if small:
             parts.append(
                 f"paced {small['streams']:,}: {small['completed']:,} completed, gap error p50 "
@@ -1180,6 +1180,7 @@ def main() -> int:
     res.env["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
     res.env["duration_s"] = round(time.perf_counter() - t_start, 1)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     raw = {"env": res.env, "results": res.data, "skipped": res.skipped}
     (out / "results.json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
     return report(res, s, out)
