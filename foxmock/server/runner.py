@@ -1,7 +1,7 @@
 """`Runner`: aiohttp's AppRunner, but requests that fail to parse still get an OpenAI envelope.
 
 aiohttp answers a request it cannot parse (a bad request line, header or chunk) from its
-protocol handler, before any middleware runs, with a text/plain 400 that quotes the offending
+protocol handler, before any route runs, with a text/plain 400 that quotes the offending
 bytes back, credentials included. foxmock's handler class still closes the connection, but logs
 one line without the request's bytes and sends a JSON envelope naming only the kind of fault.
 """

@@ -12,7 +12,7 @@ Every case ends in one of four outcomes:
   complete within ``body_timeout``) also close the connection, with ``Connection: close``;
 * ``ok`` -- the bytes are odd but valid HTTP, and the answer is a valid 200;
 * ``PARSER`` -- aiohttp's HTTP parser rejects the bytes before a request exists, so foxmock's
-  middleware never runs; foxmock's connection handler (``foxmock.server.runner``) still answers
+  route guards never run; foxmock's connection handler (``foxmock.server.runner``) still answers
   a 400 envelope, code ``invalid_http_request``, ``param`` null, then closes the connection.
   Its message names only the kind of fault: no fragment of the bytes sent (nor the API key)
   comes back, where aiohttp's own plain-text 400 quotes the offending line;
@@ -388,7 +388,7 @@ BATTERY = [
     case("version-lowercase", get(b"/healthz", version=b"http/1.1"), PARSER),
     case("version-not-http", get(b"/healthz", version=b"FOO/1.1"), PARSER),
     # aiohttp parses these two as HTTP/0.9 and HTTP/2.0 requests (and writes that version in its
-    # status line); foxmock's middleware refuses them
+    # status line); the route guard refuses them
     case("version-missing", raw(b"GET /healthz", HOST, CLOSE), BAD_VERSION),
     case("version-http20", get(b"/healthz", version=b"HTTP/2.0"), BAD_VERSION),
     case("version-missing-post", raw(b"POST " + CHAT, HOST, CLOSE, JSON_CT), BAD_VERSION),
