@@ -33,9 +33,9 @@ def is_loopback(remote: str | None) -> bool:
     """Whether a peer address is on this machine (127.0.0.0/8, ::1, or a Unix socket)."""
     if not remote:
         return True  # no IP peer: a Unix socket or an in-process test client
-    try:
-        import ipaddress  # only for --admin loopback
+    import ipaddress  # only for --admin loopback
 
+    try:
         address = ipaddress.ip_address(remote.split("%", 1)[0])
     except ValueError:
         return False
