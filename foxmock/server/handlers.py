@@ -44,6 +44,20 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
+def ready_body(request: web.Request) -> bytes | None:
+    """The whole body when it is JSON by its plain Content-Type, arrived with the headers and
+    is within the size limit (the usual case), taken without a coroutine (~1.5 µs less than
+    `read_body`); None when `read_body` must decide."""
+    content = request.content
+    if (
+        request.headers.get("Content-Type") != "application/json"
+        or not content.is_eof()
+        or content.total_bytes > request.client_max_size
+    ):
+        return None
+    return content.read_nowait()
+
+
 async def read_body(request: web.Request) -> bytes:
     """The raw body of a JSON request, or a 415 `RequestError` for another content type."""
     given = request.headers.get("Content-Type")  # the common spelling skips the full parse
@@ -96,7 +110,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     entry = state.journal.start(None, request.headers)
     try:
-        raw = await read_body(request)
+        raw = ready_body(request)
+        if raw is None:
+            raw = await read_body(request)
         scenarios = state.scenarios
         cache = state.replay_cache(scenarios)
         replay = key = None
