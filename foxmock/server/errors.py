@@ -212,6 +212,9 @@ class _AnyPath(web.PlainResource):
 
 
 class _NoPath(AbstractRuleMatching):
+    """The rule `_Pathless` follows, for aiohttp's introspection; `_Pathless.resolve` applies
+    it inline, without this coroutine."""
+
     async def match(self, request: web.Request) -> bool:
         return not request.rel_url.path_safe
 

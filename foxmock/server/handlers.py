@@ -59,7 +59,8 @@ def ready_body(request: web.Request) -> bytes | None:
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The raw body of a JSON request, or a 415 `RequestError` for another content type."""
+    """The raw body of a JSON request (what `ready_body` leaves: other spellings of the type,
+    bodies still arriving or too large), or a 415 `RequestError` for another content type."""
     given = request.headers.get("Content-Type")  # the common spelling skips the full parse
     if given != "application/json" and request.content_type != "application/json":
         raise RequestError(
@@ -67,7 +68,7 @@ async def read_body(request: web.Request) -> bytes:
             status=415,
             code="unsupported_media_type",
         )
-    if request.content.is_eof():  # the usual case: the body came with the headers
+    if request.content.is_eof():  # all here: read() takes it, or refuses it as too large
         return await request.read()
     timeout = request.app[STATE].config.body_timeout
     try:
