@@ -13,7 +13,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from foxmock._exceptions import ScenarioError
-from foxmock.config import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, Config, api_keys_from_env
+from foxmock.config import (
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_HOST,
+    DEFAULT_JOURNAL_BYTES,
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_ANSWER,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_RECORD,
+    DEFAULT_PORT,
+    Config,
+    api_keys_from_env,
+)
 from foxmock.journal import DEFAULT_JOURNAL_SIZE
 from foxmock.recorder.modes import MATCH_KEYS, RecordMode
 
@@ -95,6 +106,36 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
         "(env FOXMOCK_BODY_TIMEOUT)",
     )
     serve.add_argument(
+        "--head-timeout",
+        type=float,
+        default=_env_number("FOXMOCK_HEAD_TIMEOUT", DEFAULT_HEAD_TIMEOUT),
+        metavar="S",
+        help="close a connection whose request head is not complete after S seconds "
+        "(env FOXMOCK_HEAD_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=_env_number("FOXMOCK_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT),
+        metavar="S",
+        help="close a keep-alive connection idle for S seconds (env FOXMOCK_KEEPALIVE_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--max-answer-bytes",
+        type=int,
+        default=_env_number("FOXMOCK_MAX_ANSWER_BYTES", DEFAULT_MAX_ANSWER, int),
+        help="a request whose answer (every choice and frame) would be larger gets 400 "
+        "(env FOXMOCK_MAX_ANSWER_BYTES)",
+    )
+    serve.add_argument(
+        "--cors",
+        action="append",
+        default=[o for o in os.environ.get("FOXMOCK_CORS", "").split(",") if o.strip()],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN call the API (repeatable; * for any); default: off "
+        "(env FOXMOCK_CORS, comma separated)",
+    )
+    serve.add_argument(
         "--seed",
         type=int,
         default=_env_number("FOXMOCK_SEED", -1, int),
@@ -139,6 +180,13 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
         type=int,
         default=_env_number("FOXMOCK_JOURNAL_SIZE", DEFAULT_JOURNAL_SIZE, int),
         help="how many recent requests the journal keeps (env FOXMOCK_JOURNAL_SIZE)",
+    )
+    serve.add_argument(
+        "--journal-bytes",
+        type=int,
+        default=_env_number("FOXMOCK_JOURNAL_BYTES", DEFAULT_JOURNAL_BYTES, int),
+        help="how many bytes of bodies the journal keeps at most; the oldest entries go first "
+        "(env FOXMOCK_JOURNAL_BYTES)",
     )
     serve.add_argument(
         "--workers",
@@ -227,6 +275,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up on an upstream that sends nothing for this long (504)",
     )
+    record.add_argument(
+        "--max-record-bytes",
+        type=int,
+        default=_env_number("FOXMOCK_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD, int),
+        help="an upstream answer larger than this is relayed but not written "
+        "(env FOXMOCK_MAX_RECORD_BYTES)",
+    )
     _server_options(record)
 
     validate = commands.add_parser(
@@ -272,6 +327,7 @@ def _record_options(args: argparse.Namespace) -> dict[str, Any]:
         "allow_secrets": args.allow_secrets,
         "record_match": match_on,
         "upstream_timeout": args.upstream_timeout,
+        "max_record_bytes": args.max_record_bytes,
         "bundled": False,
     }
 
@@ -296,6 +352,11 @@ def _serve(args: argparse.Namespace) -> int:
         api_keys=args.api_keys or api_keys_from_env(),
         max_body_bytes=args.max_body_bytes,
         body_timeout=args.body_timeout,
+        head_timeout=args.head_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_answer_bytes=args.max_answer_bytes,
+        journal_bytes=args.journal_bytes,
+        cors=[o.strip() for o in args.cors],
         seed=None if args.seed < 0 else args.seed,
         time_scale=args.time_scale,
         latency=_latency(args.latency),

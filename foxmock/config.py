@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from foxmock.journal import DEFAULT_JOURNAL_SIZE
+from foxmock.journal import DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_SIZE
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
+DEFAULT_MAX_ANSWER = 64 * 1024 * 1024
+DEFAULT_MAX_RECORD = 16 * 1024 * 1024
+DEFAULT_HEAD_TIMEOUT = 5.0
+DEFAULT_KEEPALIVE_TIMEOUT = 15.0
 
 
 @dataclass
@@ -25,6 +29,13 @@ class Config:
     api_keys: Sequence[str] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY
     body_timeout: float = 30.0  # a request body not complete after this many seconds gets 408
+    # a connection whose request head is not complete this long after it opened (or after its
+    # previous answer) is closed
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT  # idle keep-alive connections close
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER  # one answer (all choices, all frames) at most
+    journal_bytes: int = DEFAULT_JOURNAL_BYTES  # the journal's bodies together at most
+    cors: Sequence[str] = ()  # origins allowed to call the API from a browser; "*" for any
     seed: int | None = None
     time_scale: float = 1.0
     latency: Mapping[str, Any] | None = None
@@ -43,6 +54,24 @@ class Config:
     allow_secrets: bool = False
     record_match: Sequence[str] = ("model", "messages", "tools")
     upstream_timeout: float = 120.0
+    max_record_bytes: int = DEFAULT_MAX_RECORD  # a larger upstream answer is relayed, not written
+
+    def check(self) -> None:
+        """Raise `ValueError` naming the first setting that is out of range."""
+        positive = {
+            "body timeout": self.body_timeout,
+            "head timeout": self.head_timeout,
+            "keep-alive timeout": self.keepalive_timeout,
+            "max answer bytes": self.max_answer_bytes,
+            "journal bytes": self.journal_bytes,
+            "max record bytes": self.max_record_bytes,
+            "max body bytes": self.max_body_bytes,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, not {value!r}")
+        if self.journal_size < 0:
+            raise ValueError(f"journal size must not be negative, not {self.journal_size!r}")
 
     def scenario_paths(self) -> list[Path]:
         """The scenario paths to load (recordings last); the bundled set when none are given."""

@@ -13,6 +13,7 @@ from typing import Any
 from foxmock.openai.request import ChatRequest
 
 DEFAULT_JOURNAL_SIZE = 1000
+DEFAULT_JOURNAL_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -64,7 +65,10 @@ class Entry:
 class Journal:
     """The last ``maxlen`` entries, oldest first, safe to read from another thread."""
 
-    def __init__(self, maxlen: int = DEFAULT_JOURNAL_SIZE) -> None:
+    def __init__(
+        self, maxlen: int = DEFAULT_JOURNAL_SIZE, max_bytes: int = DEFAULT_JOURNAL_BYTES
+    ) -> None:
+        self.max_bytes = max_bytes
         self._entries: deque[Entry] = deque(maxlen=maxlen)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()

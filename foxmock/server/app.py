@@ -55,8 +55,7 @@ def create_app(config: Config | None = None) -> web.Application:
     config = config or Config()
     if config.admin not in ADMIN_MODES:
         raise ValueError(f"admin must be one of {', '.join(ADMIN_MODES)}, not {config.admin!r}")
-    if not config.body_timeout > 0:
-        raise ValueError(f"body timeout must be positive, not {config.body_timeout!r}")
+    config.check()
     rng = random.Random(config.seed)
     engine = TemplateEngine(rng)
     store = ScenarioStore(config.scenario_paths(), engine)
@@ -64,7 +63,7 @@ def create_app(config: Config | None = None) -> web.Application:
     state = ServerState(
         config=config,
         store=store,
-        journal=Journal(config.journal_size),
+        journal=Journal(config.journal_size, config.journal_bytes),
         engine=engine,
         rng=rng,
         api_keys=frozenset(config.api_keys),
