@@ -16,7 +16,6 @@ from foxmock._exceptions import ScenarioError
 from foxmock.config import (
     DEFAULT_HEAD_TIMEOUT,
     DEFAULT_HOST,
-    DEFAULT_JOURNAL_BYTES,
     DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_ANSWER,
     DEFAULT_MAX_BODY,
@@ -25,7 +24,7 @@ from foxmock.config import (
     Config,
     api_keys_from_env,
 )
-from foxmock.journal import DEFAULT_JOURNAL_SIZE
+from foxmock.journal import DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_SIZE
 from foxmock.recorder.modes import MATCH_KEYS, RecordMode
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
