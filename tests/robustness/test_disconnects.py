@@ -52,7 +52,14 @@ RSS_SLACK_KB = 20 * 1024  # RSS growth allowed over the post-warm-up baseline (m
 SETTLE_TIMEOUT = 15.0
 TINY_RCVBUF = 1024  # the kernel doubles it and rounds up to its minimum (~2.3 KB)
 CLIENT_HEADER = "X-Test-Client"
-OVERRUN_LIMIT = 0.5  # s: a handler must end this soon after its client closed (measured: < 0.1)
+# s: a handler must end this soon after its client closed. Measured: < 0.1 s on an idle machine,
+# ~1 s on a busy 2-core one. The bound is generous but below the 4 s a long story takes by itself,
+# so a handler that ran on to its natural end instead of being stopped still fails; the status
+# check in `wave` asserts the mechanism (the handler ended because its client left).
+OVERRUN_LIMIT = 3.0
+# s: a handler still running this long after its client closed must have been stopped by the
+# close (journaled 499), not have finished its answer into a socket nobody reads
+FINISH_GRACE = 0.5
 ERROR_LOGGED = "Error handling request"  # aiohttp's log line for an exception out of a handler
 
 SCENARIOS = f"""\
@@ -478,14 +485,29 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def overruns(entries: list[dict[str, Any]], tally: Tally) -> dict[str, float]:
     """Per scenario, how long (s) its handlers ran at most after their client had closed."""
     worst: dict[str, float] = {}
-    for entry in entries:
-        headers = {k.lower(): v for k, v in entry["headers"].items()}
-        closed = tally.closed_at.get(headers.get(CLIENT_HEADER.lower(), ""))
-        if closed is not None:
-            ended = entry["time"] + entry["duration_ms"] / 1000
-            name = entry["scenario"] or f"status {entry['status']}"
-            worst[name] = max(worst.get(name, -60.0), ended - closed)
+    for entry in outlived(entries, tally):
+        ended = entry["time"] + entry["duration_ms"] / 1000
+        closed = tally.closed_at[client_of(entry)]
+        name = entry["scenario"] or f"status {entry['status']}"
+        worst[name] = max(worst.get(name, -60.0), ended - closed)
     return worst
+
+
+def client_of(entry: dict[str, Any]) -> str:
+    headers = {k.lower(): v for k, v in entry["headers"].items()}
+    return str(headers.get(CLIENT_HEADER.lower(), ""))
+
+
+def outlived(
+    entries: list[dict[str, Any]], tally: Tally, grace: float = 0.0
+) -> list[dict[str, Any]]:
+    """The entries whose handler was still running ``grace`` s after their client closed."""
+    found = []
+    for entry in entries:
+        closed = tally.closed_at.get(client_of(entry))
+        if closed is not None and entry["time"] + entry["duration_ms"] / 1000 > closed + grace:
+            found.append(entry)
+    return found
 
 
 def wave(server: Server, clients: list[Client], count: int, start: int, label: str) -> Snapshot:
@@ -517,6 +539,8 @@ def wave(server: Server, clients: list[Client], count: int, start: int, label: s
         assert overrun < OVERRUN_LIMIT, (
             f"{label}: a {name} handler ran on {overrun:.2f} s after its client had closed"
         )
+    finished = [e for e in outlived(entries, tally, FINISH_GRACE) if e["status"] != 499]
+    assert not finished, f"{label}: handlers ran to their end after the client left: {finished[0]}"
     assert growth < RSS_SLACK_KB, f"{label}: RSS grew by {growth} kB: {snap} vs {base}"
     asyncio.run(check_answers(server.port))
     return snap
