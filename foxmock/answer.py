@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,27 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     chunks: list[str] | None = None
     argument_chunks: list[list[str] | None] = field(default_factory=list)
+
+
+# what HTTP allows in a header name (RFC 9110 token), and the characters aiohttp's writer refuses
+# in a name or value (control characters other than tab: CR and LF would split the header)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def checked_headers(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` when every name is a token and no value holds a control character; else a
+    `TemplateError` naming the first bad one (aiohttp would refuse it mid-response)."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise TemplateError(f"response header name {name[:100]!r} is not a valid HTTP token")
+        bad = _HEADER_FORBIDDEN.search(value)
+        if bad is not None:
+            raise TemplateError(
+                f"response header {name!r} holds the control character {bad.group()!r} "
+                f"at position {bad.start()}, which HTTP does not allow in a header value"
+            )
+    return headers
 
 
 def _text(render: Any, ctx: Mapping[str, Any]) -> str:
@@ -175,7 +197,7 @@ def render_answer(
         if content is not None and not calls:
             _check_json_content(req, content)
         model = _text(respond.model, ctx) if respond.model else req.model
-        headers = {k: _text(v, ctx) for k, v in respond.headers.items()}
+        headers = checked_headers({k: _text(v, ctx) for k, v in respond.headers.items()})
     except (TemplateError, SynthesisError) as exc:
         message = exc.message if isinstance(exc, TemplateError) else str(exc)
         raise RenderError(

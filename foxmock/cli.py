@@ -19,7 +19,6 @@ from foxmock.config import (
     DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_ANSWER,
     DEFAULT_MAX_BODY,
-    DEFAULT_MAX_RECORD,
     DEFAULT_PORT,
     Config,
     api_keys_from_env,
@@ -127,14 +126,6 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
         "(env FOXMOCK_MAX_ANSWER_BYTES)",
     )
     serve.add_argument(
-        "--cors",
-        action="append",
-        default=[o for o in os.environ.get("FOXMOCK_CORS", "").split(",") if o.strip()],
-        metavar="ORIGIN",
-        help="let web pages from ORIGIN call the API (repeatable; * for any); default: off "
-        "(env FOXMOCK_CORS, comma separated)",
-    )
-    serve.add_argument(
         "--seed",
         type=int,
         default=_env_number("FOXMOCK_SEED", -1, int),
@@ -173,6 +164,20 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
         default=os.environ.get("FOXMOCK_ADMIN", "on"),
         help="the /_foxmock/ admin API: on (default), loopback (only peers on this machine) "
         "or off (env FOXMOCK_ADMIN)",
+    )
+    serve.add_argument(
+        "--admin-host",
+        action="append",
+        default=[h for h in os.environ.get("FOXMOCK_ADMIN_HOSTS", "").split(",") if h.strip()],
+        metavar="NAME",
+        help="a Host name the admin API answers besides IP addresses, localhost, single-label "
+        "names and --host (repeatable; env FOXMOCK_ADMIN_HOSTS, comma separated)",
+    )
+    serve.add_argument(
+        "--max-scenarios",
+        type=int,
+        default=_env_number("FOXMOCK_MAX_SCENARIOS", 100_000, int),
+        help="admin additions may not make more scenarios than this (env FOXMOCK_MAX_SCENARIOS)",
     )
     serve.add_argument(
         "--journal-size",
@@ -274,13 +279,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up on an upstream that sends nothing for this long (504)",
     )
-    record.add_argument(
-        "--max-record-bytes",
-        type=int,
-        default=_env_number("FOXMOCK_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD, int),
-        help="an upstream answer larger than this is relayed but not written "
-        "(env FOXMOCK_MAX_RECORD_BYTES)",
-    )
     _server_options(record)
 
     validate = commands.add_parser(
@@ -326,7 +324,6 @@ def _record_options(args: argparse.Namespace) -> dict[str, Any]:
         "allow_secrets": args.allow_secrets,
         "record_match": match_on,
         "upstream_timeout": args.upstream_timeout,
-        "max_record_bytes": args.max_record_bytes,
         "bundled": False,
     }
 
@@ -355,7 +352,6 @@ def _serve(args: argparse.Namespace) -> int:
         keepalive_timeout=args.keepalive_timeout,
         max_answer_bytes=args.max_answer_bytes,
         journal_bytes=args.journal_bytes,
-        cors=[o.strip() for o in args.cors],
         seed=None if args.seed < 0 else args.seed,
         time_scale=args.time_scale,
         latency=_latency(args.latency),
@@ -363,6 +359,8 @@ def _serve(args: argparse.Namespace) -> int:
         watch=args.watch,
         admin_token=args.admin_token,
         admin=args.admin,
+        admin_hosts=[h.strip() for h in args.admin_host],
+        max_scenarios=args.max_scenarios,
         journal_size=args.journal_size,
     )
     try:
@@ -392,14 +390,31 @@ def _serve(args: argparse.Namespace) -> int:
             on_ready = ready if index == 0 else None
             asyncio.run(
                 serve_forever(
-                    app, config.host, port, access_log=access, on_ready=on_ready, reuse_port=True
+                    app,
+                    config.host,
+                    port,
+                    access_log=access,
+                    on_ready=on_ready,
+                    reuse_port=True,
+                    head_timeout=config.head_timeout,
+                    keepalive_timeout=config.keepalive_timeout,
                 )
             )
 
         print(f"foxmock: {args.workers} worker processes share port {port}", flush=True)
         return run_workers(args.workers, serve_one)
     try:
-        asyncio.run(serve_forever(app, config.host, config.port, access_log=access, on_ready=ready))
+        asyncio.run(
+            serve_forever(
+                app,
+                config.host,
+                config.port,
+                access_log=access,
+                on_ready=ready,
+                head_timeout=config.head_timeout,
+                keepalive_timeout=config.keepalive_timeout,
+            )
+        )
     except OSError as exc:
         print(f"foxmock: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_MAX_ANSWER = 64 * 1024 * 1024
-DEFAULT_MAX_RECORD = 16 * 1024 * 1024
 DEFAULT_HEAD_TIMEOUT = 5.0
 DEFAULT_KEEPALIVE_TIMEOUT = 15.0
 
@@ -35,7 +34,6 @@ class Config:
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT  # idle keep-alive connections close
     max_answer_bytes: int = DEFAULT_MAX_ANSWER  # one answer (all choices, all frames) at most
     journal_bytes: int = DEFAULT_JOURNAL_BYTES  # the journal's bodies together at most
-    cors: Sequence[str] = ()  # origins allowed to call the API from a browser; "*" for any
     seed: int | None = None
     time_scale: float = 1.0
     latency: Mapping[str, Any] | None = None
@@ -54,7 +52,8 @@ class Config:
     allow_secrets: bool = False
     record_match: Sequence[str] = ("model", "messages", "tools")
     upstream_timeout: float = 120.0
-    max_record_bytes: int = DEFAULT_MAX_RECORD  # a larger upstream answer is relayed, not written
+    max_scenarios: int = 100_000  # admin additions may not make more scenarios than this
+    admin_hosts: Sequence[str] = ()  # Host names the admin answers besides loopback ones
 
     def check(self) -> None:
         """Raise `ValueError` naming the first setting that is out of range."""
@@ -64,8 +63,8 @@ class Config:
             "keep-alive timeout": self.keepalive_timeout,
             "max answer bytes": self.max_answer_bytes,
             "journal bytes": self.journal_bytes,
-            "max record bytes": self.max_record_bytes,
             "max body bytes": self.max_body_bytes,
+            "max scenarios": self.max_scenarios,
         }
         for name, value in positive.items():
             if not value > 0:

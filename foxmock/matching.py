@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from collections.abc import Callable, Mapping, Sequence
+import reprlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 from foxmock.openai.request import ChatRequest
-from foxmock.regexes import RegexProblem, compile_safe
+from foxmock.regexes import Regex, RegexProblem, compile_safe, encode, glob_pattern, needle_set
 
 _MISSING = object()
+
+LONG_TEXT = 4096
+"""Texts longer than this (in characters) remember each check's verdict, so the near-miss report
+after a failed match does not search them again."""
 
 
 class CompileError(Exception):
@@ -34,14 +38,118 @@ def _report(error: CompileError) -> None:
     found.append(error)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 200
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 20
+_REPR.maxlevel = 4
+
+
 def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+    """``repr(value)`` cut to ``limit`` characters, costing no more than the cut text."""
+    if isinstance(value, str):
+        text = repr(value[:limit])
+    else:
+        text = repr(value) if isinstance(value, (int, float, bool, type(None))) else ""
+        text = text if 0 < len(text) <= limit else _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _regex(
-    source: str, flags: int, path: tuple[str | int, ...], what: str = ""
-) -> re.Pattern[str] | None:
+class Needles:
+    """Every ``contains`` needle of a scenario set, looked for in one pass over a long text.
+
+    One `re2.Set` search (linear in the text, whatever the number of needles) replaces one
+    ``needle in text`` scan per scenario. A sentinel pattern that always matches tells a
+    complete search from one RE2 gave up on (memory), which then falls back to scanning.
+    """
+
+    def __init__(self, plain: Iterable[str] = (), folded: Iterable[str] = ()) -> None:
+        self._wanted = {False: sorted(set(plain)), True: sorted(set(folded))}
+        self._sets: dict[bool, tuple[Any, frozenset[str], list[str]]] = {}
+
+    def _set(self, fold: bool) -> tuple[Any, frozenset[str], list[str]]:
+        """The compiled set (made on first use), the needles it knows and their order."""
+        if fold not in self._sets:
+            compiled, held = needle_set(self._wanted[fold])
+            self._sets[fold] = (compiled, frozenset(held), held)
+        return self._sets[fold]
+
+    def wanted(self, fold: bool) -> bool:
+        """Whether any needle of this kind exists."""
+        return bool(self._wanted[fold])
+
+    def found(self, data: bytes, fold: bool) -> tuple[frozenset[str], frozenset[str]] | None:
+        """The needles known to the search and those among them in ``data``; None when the
+        search could not be completed."""
+        compiled, known, order = self._set(fold)
+        hits = compiled.Match(data) or ()
+        if 0 not in hits:
+            return None
+        return known, frozenset(order[i - 1] for i in hits if i)
+
+
+class Subject:
+    """One text a request offers to matchers, with each form of it derived at most once."""
+
+    __slots__ = ("_folded", "_found", "_utf8", "needles", "text", "verdicts")
+
+    def __init__(self, text: str, needles: Needles | None = None) -> None:
+        self.text = text
+        self._folded: str | None = None
+        self._utf8: bytes | None = None
+        long = len(text) > LONG_TEXT
+        self.verdicts: dict[object, bool] | None = {} if long else None
+        self.needles = needles if long else None
+        self._found: dict[bool, tuple[frozenset[str], frozenset[str]] | None] = {}
+
+    @property
+    def folded(self) -> str:
+        """The text case-folded (``str.casefold``), for matchers that ignore case."""
+        if self._folded is None:
+            self._folded = self.text.casefold()
+        return self._folded
+
+    @property
+    def utf8(self) -> bytes:
+        """The text as UTF-8, what RE2 searches."""
+        if self._utf8 is None:
+            self._utf8 = encode(self.text)
+        return self._utf8
+
+    def contains(self, needle: str, fold: bool) -> bool:
+        """Whether the (folded) text holds ``needle``; one pass for all needles of a long text."""
+        text = self.folded if fold else self.text
+        needles = self.needles
+        if needles is None or not needles.wanted(fold):
+            return needle in text
+        if fold not in self._found:
+            self._found[fold] = needles.found(encode(text) if fold else self.utf8, fold)
+        found = self._found[fold]
+        if found is None or needle not in found[0]:
+            return needle in text
+        return needle in found[1]
+
+
+_NEEDLES = "foxmock.matching.needles"
+
+
+def use_needles(req: ChatRequest, needles: Needles) -> None:
+    """Have long texts of ``req`` look for all of ``needles`` at once (see `Needles`)."""
+    req.memo[_NEEDLES] = needles
+
+
+def subject(req: ChatRequest, text: str) -> Subject:
+    """The `Subject` for ``text`` (a string held by ``req``), made once per request."""
+    memo = req.memo
+    found: Subject | None = memo.get(id(text))
+    if found is None or found.text is not text:  # holding text keeps its id unique meanwhile
+        found = memo[id(text)] = Subject(text, memo.get(_NEEDLES))
+    return found
+
+
+Check = Callable[[Subject], bool]
+
+
+def _regex(source: str, flags: int, path: tuple[str | int, ...], what: str = "") -> Regex | None:
     """``source`` compiled (see `compile_safe`), or None after reporting why it cannot be."""
     try:
         return compile_safe(source, flags)
@@ -54,6 +162,22 @@ def _regex(
         return None
 
 
+def _never(_: Subject) -> bool:
+    return False
+
+
+def _text_op(op: str, arg: str, fold: bool) -> Check:
+    """contains / startswith / endswith on the (folded) text."""
+    if op == "contains":
+        needle = arg.casefold() if fold else arg
+        return lambda s: s.contains(needle, fold)
+    method = getattr(str, op)
+    if fold:
+        affix = arg.casefold()
+        return lambda s: bool(method(s.folded, affix))
+    return lambda s: bool(method(s.text, arg))
+
+
 class TextMatcher:
     """equals / contains / startswith / endswith / regex / glob, optionally ignoring case."""
 
@@ -61,45 +185,48 @@ class TextMatcher:
         ops = {"equals": spec} if isinstance(spec, str) else dict(spec)
         fold = bool(ops.pop("ignore_case", False))
         self.fold = fold
-        self.checks: list[tuple[str, Any, Callable[[str], bool]]] = []
+        self.checks: list[tuple[str, Any, Check]] = []
         for op, arg in ops.items():
             self.checks.append((op, arg, self._compile(op, arg, fold, (*path, op))))
 
     @staticmethod
-    def _compile(
-        op: str, arg: Any, fold: bool, path: tuple[str | int, ...]
-    ) -> Callable[[str], bool]:
+    def _compile(op: str, arg: Any, fold: bool, path: tuple[str | int, ...]) -> Check:
         flags = re.IGNORECASE if fold else 0
         if op == "regex":
             pattern = _regex(arg, flags, path)
-            return lambda text: pattern is not None and pattern.search(text) is not None
+            return _never if pattern is None else (lambda s: pattern.found(s.utf8))
         if op == "glob":
-            glob = _regex(fnmatch.translate(arg), flags | re.DOTALL, path, f"glob {_short(arg)}")
-            return lambda text: glob is not None and glob.match(text) is not None
+            glob = _regex(glob_pattern(arg), flags, path, f"glob {_short(arg)}")
+            return _never if glob is None else (lambda s: glob.fullmatch_bytes(s.utf8))
         if op == "equals":
             options = [arg] if isinstance(arg, str) else list(arg)
             if fold:
                 folded = {o.casefold() for o in options}
-                return lambda text: text.casefold() in folded
+                return lambda s: s.folded in folded
             exact = set(options)
-            return lambda text: text in exact
-        method = {"contains": "__contains__", "startswith": "startswith", "endswith": "endswith"}[
-            op
-        ]
-        if fold:
-            needle = arg.casefold()
-            return lambda text: bool(getattr(text.casefold(), method)(needle))
-        return lambda text: bool(getattr(text, method)(arg))
+            return lambda s: s.text in exact
+        return _text_op(op, arg, fold)
 
-    def test(self, text: str) -> bool:
-        return all(check(text) for _, _, check in self.checks)
+    def _holds(self, check: Check, subject: Subject) -> bool:
+        verdicts = subject.verdicts
+        if verdicts is None:
+            return check(subject)
+        verdict = verdicts.get(check)
+        if verdict is None:
+            verdict = verdicts[check] = check(subject)
+        return verdict
 
-    def why_not(self, text: str) -> str | None:
-        """None when ``text`` matches, else a sentence saying which operator failed."""
+    def test(self, subject: Subject) -> bool:
+        if subject.verdicts is None:
+            return all(check(subject) for _, _, check in self.checks)
+        return all(self._holds(check, subject) for _, _, check in self.checks)
+
+    def why_not(self, subject: Subject) -> str | None:
+        """None when the text matches, else a sentence saying which operator failed."""
         for op, arg, check in self.checks:
-            if not check(text):
+            if not self._holds(check, subject):
                 case = " (ignoring case)" if self.fold else ""
-                return f"expected {op} {_short(arg)}{case}, got {_short(text)}"
+                return f"expected {op} {_short(arg)}{case}, got {_short(subject.text)}"
         return None
 
     @property
@@ -139,10 +266,10 @@ class Text(Predicate):
         self.key, self.get, self.matcher = key, get, matcher
 
     def test(self, req: ChatRequest) -> bool:
-        return self.matcher.test(self.get(req))
+        return self.matcher.test(subject(req, self.get(req)))
 
     def explain(self, req: ChatRequest) -> list[Miss]:
-        reason = self.matcher.why_not(self.get(req))
+        reason = self.matcher.why_not(subject(req, self.get(req)))
         return [] if reason is None else [Miss(self.key, reason)]
 
 
@@ -153,7 +280,7 @@ class AnyMessage(Predicate):
         self.matcher = matcher
 
     def test(self, req: ChatRequest) -> bool:
-        return any(self.matcher.test(t) for t in req.message_texts)
+        return any(self.matcher.test(subject(req, t)) for t in req.message_texts)
 
     def explain(self, req: ChatRequest) -> list[Miss]:
         if self.test(req):
@@ -188,13 +315,13 @@ class Header(Predicate):
 
     def test(self, req: ChatRequest) -> bool:
         value = req.headers.get(self.name)
-        return value is not None and self.matcher.test(value)
+        return value is not None and self.matcher.test(subject(req, value))
 
     def explain(self, req: ChatRequest) -> list[Miss]:
         value = req.headers.get(self.name)
         if value is None:
             return [Miss(self.key, "header not sent")]
-        reason = self.matcher.why_not(value)
+        reason = self.matcher.why_not(subject(req, value))
         return [] if reason is None else [Miss(self.key, reason)]
 
 
@@ -264,9 +391,9 @@ class BodyPath(Predicate):
         self.checks: list[tuple[str, Callable[[Any], bool]]] = []
         fold = bool(ops.get("ignore_case", False))
         text_ops = {k: ops[k] for k in _TEXT_OPS if k in ops}
+        self.text: TextMatcher | None = None
         if text_ops:
-            text = TextMatcher({**text_ops, "ignore_case": fold}, where)
-            self.checks.append((text.checks[0][0], lambda v: isinstance(v, str) and text.test(v)))
+            self.text = TextMatcher({**text_ops, "ignore_case": fold}, where)
         for op, arg in ops.items():
             if op == "equals":
                 self.checks.append(("equals " + _short(arg), _equals(arg)))
@@ -275,15 +402,21 @@ class BodyPath(Predicate):
             elif op in _COMPARE:
                 self.checks.append((f"{op} {arg}", _compare(_COMPARE[op], arg)))
 
+    def _text_holds(self, req: ChatRequest, value: Any) -> bool:
+        text = self.text
+        return text is None or (isinstance(value, str) and text.test(subject(req, value)))
+
     def test(self, req: ChatRequest) -> bool:
         value = lookup(req.body, self.parts)
-        return all(check(value) for _, check in self.checks)
+        return self._text_holds(req, value) and all(check(value) for _, check in self.checks)
 
     def explain(self, req: ChatRequest) -> list[Miss]:
         value = lookup(req.body, self.parts)
+        got = "nothing (path absent)" if value is _MISSING else _short(value)
+        if self.text is not None and not self._text_holds(req, value):
+            return [Miss(self.key, f"expected {self.text.checks[0][0]}, got {got}")]
         for want, check in self.checks:
             if not check(value):
-                got = "nothing (path absent)" if value is _MISSING else _short(value)
                 return [Miss(self.key, f"expected {want}, got {got}")]
         return []
 
@@ -449,3 +582,28 @@ def compile_match(
         return compile_match(spec, path)
     finally:
         _COLLECT.reset(token)
+
+
+def _matchers(predicate: Predicate) -> Iterator[TextMatcher]:
+    """Every text matcher in ``predicate``, however deeply nested."""
+    if isinstance(predicate, (Text, AnyMessage, Header)):
+        yield predicate.matcher
+    elif isinstance(predicate, BodyPath) and predicate.text is not None:
+        yield predicate.text
+    elif isinstance(predicate, (All, AnyOf)):
+        for part in predicate.parts:
+            yield from _matchers(part)
+    elif isinstance(predicate, Not):
+        yield from _matchers(predicate.inner)
+
+
+def collect_needles(predicates: Iterable[Predicate]) -> Needles:
+    """The `Needles` of every ``contains`` in ``predicates``."""
+    plain: set[str] = set()
+    folded: set[str] = set()
+    for predicate in predicates:
+        for matcher in _matchers(predicate):
+            for op, arg, _ in matcher.checks:
+                if op == "contains" and isinstance(arg, str):
+                    (folded if matcher.fold else plain).add(arg.casefold() if matcher.fold else arg)
+    return Needles(plain, folded)

@@ -23,7 +23,7 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from foxmock.regexes import RegexProblem, compile_safe
+from foxmock.regexes import Match, Regex, RegexProblem, compile_safe
 from foxmock.templating import (
     MAX_OUTPUT_CHARS,
     MAX_RANGE_STEPS,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
 
 
-def _regex(pattern: Any) -> re.Pattern[str]:
+def _regex(pattern: Any) -> Regex:
     try:
         return compile_safe(str(pattern))
     except RegexProblem as exc:
@@ -56,7 +56,7 @@ def _regex_replace(value: Any, pattern: str, replacement: str) -> str:
     text = str(value)
     room = [MAX_OUTPUT_CHARS - len(text)]
 
-    def substitute(match: re.Match[str]) -> str:
+    def substitute(match: Match) -> str:
         out = match.expand(replacement)
         room[0] -= len(out) - len(match.group(0))
         if room[0] < 0:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, overload
 
 from foxmock.openai.responses import SYSTEM_FINGERPRINT
 from foxmock.tokens import count_tokens, split_tokens, usage
 
 DONE = b"data: [DONE]\n\n"
+T = TypeVar("T")
 # one encoder for every chunk: json.dumps with options builds a new one on each call
 COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -91,6 +92,17 @@ class ChunkBuilder:
             f'"finish_reason":{_compact(finish)}{self._tail}'
         ).encode()
 
+    def head(self) -> bytes:
+        """What every choice frame starts with, up to its choice index."""
+        return self._head.encode()
+
+    def middle(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        """What a choice frame holds after its index: ``head() + index + middle`` is a frame."""
+        return (
+            f',"delta":{_compact(delta)},"logprobs":null,"finish_reason":{_compact(finish)}'
+            f"{self._tail}"
+        ).encode()
+
     def choice(
         self, index: int, delta: dict[str, Any], finish: str | None = None
     ) -> dict[str, Any]:
@@ -140,3 +152,102 @@ def choice_deltas(
             deltas.append(Delta(delta, tokens=count_tokens(fragment) or 1))
     deltas.append(Delta({}, finish=finish_reason))
     return deltas
+
+
+class StepFrames(Sequence[bytes]):
+    """The choice frames of a stream, each built only when it is read.
+
+    One choice's deltas are encoded once; frame ``i`` is step ``i // n`` of choice ``i % n``
+    (every choice's chunk for a step before the next step, as the API interleaves them), so
+    memory grows with one choice, never with ``n``. ``extra`` frames (usage, ``[DONE]``) follow.
+    """
+
+    def __init__(self, head: bytes, middles: Sequence[bytes], n: int, extra: Sequence[bytes]):
+        self._head, self._middles, self._n, self._extra = head, middles, n, extra
+        self._choice_frames = len(middles) * n
+
+    def __len__(self) -> int:
+        return self._choice_frames + len(self._extra)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if index >= self._choice_frames:
+            return self._extra[index - self._choice_frames]
+        step, choice = divmod(index, self._n)
+        return b"%s%d%s" % (self._head, choice, self._middles[step])
+
+    def size(self) -> int:
+        """The bytes of every frame together, without building any."""
+        digits = sum(len(str(i)) for i in range(self._n))
+        per_step = len(self._head) * self._n + digits
+        return (
+            len(self._middles) * per_step
+            + sum(len(m) for m in self._middles) * self._n
+            + sum(len(f) for f in self._extra)
+        )
+
+
+class Repeated(Sequence[float]):
+    """Each of ``values`` ``n`` times in a row, then ``tail``; nothing copied."""
+
+    def __init__(self, values: Sequence[float], n: int, tail: Sequence[float] = ()) -> None:
+        self._values, self._n, self._tail = values, n, tail
+        self._head = len(values) * n
+
+    def __len__(self) -> int:
+        return self._head + len(self._tail)
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+
+    def __getitem__(self, index: int | slice) -> float | list[float]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if index >= self._head:
+            return self._tail[index - self._head]
+        return self._values[index // self._n]
+
+
+class Spliced(Sequence[T]):
+    """The first ``keep`` items of ``base``, then ``tail``: a cut stream without a copy."""
+
+    def __init__(self, base: Sequence[T], keep: int, tail: Sequence[T] = ()) -> None:
+        self._base, self._keep, self._tail = base, max(0, min(keep, len(base))), tail
+
+    def __len__(self) -> int:
+        return self._keep + len(self._tail)
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if index >= self._keep:
+            return self._tail[index - self._keep]
+        return self._base[index]

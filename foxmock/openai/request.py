@@ -37,6 +37,12 @@ class ChatRequest:
         self._headers = headers or {}
 
     @cached_property
+    def memo(self) -> dict[Any, Any]:
+        """Scratch space for matchers: what they derive from this request's texts (folded
+        forms, UTF-8 bytes, verdicts), computed once however many scenarios ask."""
+        return {}
+
+    @cached_property
     def headers(self) -> dict[str, str]:
         """Request headers with lower-case names."""
         return {k.lower(): v for k, v in self._headers.items()}

@@ -459,6 +459,7 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
 
 
 MAX_DEPTH = 64  # deeper JSON (a tool schema nested to the parser's limit) is refused
+MAX_CONTAINERS = 200_000  # objects and arrays in one body: decoding more stalls the loop
 _INVALID_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
     "your HTTP library correctly. The API expects a JSON payload, but what was sent was not "
@@ -480,22 +481,57 @@ def loads_strict(text: str) -> Any:
 
 
 def decode_body(raw: bytes) -> Any:
-    """A request body as JSON, or a 400 `RequestError`: not JSON, not text, or too deep.
+    """A request body as JSON, or a 400 `RequestError`: not JSON, not text, too deep, or more
+    objects and arrays than `MAX_CONTAINERS`.
 
-    Two checks need a walk over the parsed value: nesting deeper than `MAX_DEPTH` (later steps
-    recurse) and lone surrogate escapes ("\\ud800" is valid JSON syntax but no character, so
-    nothing could echo it as UTF-8). Cheap scans of the raw bytes skip the walk when neither
-    can occur, as in almost every request.
+    The shape is checked on the raw bytes first, at the speed of a byte scan: outside strings,
+    brackets alone tell how many containers the body holds and how deep they nest, so a body
+    of a million empty objects is refused before it is decoded into a million dicts. Lone
+    surrogate escapes ("\\ud800" is valid JSON syntax but no character, so nothing could echo
+    it as UTF-8) are found by encoding the decoded value once.
     """
+    shape = _brackets(raw) if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH else b""
+    if len(shape) > 2 * MAX_CONTAINERS:
+        raise RequestError(
+            f"The request holds more than {MAX_CONTAINERS} JSON objects and arrays.",
+            code="too_many_values",
+        )
     try:
         body = _STRICT.decode(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise RequestError(_INVALID_JSON, code="invalid_json") from None
-    deep = raw.count(b"{") + raw.count(b"[") > MAX_DEPTH
-    surrogates = b"\\ud" in raw or b"\\uD" in raw
-    if deep or surrogates:
-        _walk(body, surrogates)
+    if shape and _maybe_deep(shape):
+        _walk(body, False)
+    if b"\\ud" in raw or b"\\uD" in raw:
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(
+                "The JSON body contains a lone UTF-16 surrogate escape "
+                "(\\ud800-\\udfff), which is not a character; send valid Unicode text.",
+                code="invalid_json",
+            ) from None
     return body
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(i for i in range(256) if i not in b"[]{}")
+_PAIR = re.compile(rb"\[\]|\{\}")
+
+
+def _brackets(raw: bytes) -> bytes:
+    """The brackets of a JSON text outside its strings, in order."""
+    return _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+
+
+def _maybe_deep(shape: bytes) -> bool:
+    """False when the brackets surely nest at most `MAX_DEPTH` deep. Each pass removes the
+    innermost pairs, one level of each bracket kind, so at least one level and at most two."""
+    for _ in range(MAX_DEPTH // 2):
+        shape = _PAIR.sub(b"", shape)
+        if not shape:
+            return False
+    return True
 
 
 def _walk(body: Any, surrogates: bool) -> None:

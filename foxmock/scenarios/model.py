@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from foxmock.latency import Latency
-from foxmock.matching import All, AnyOf, Header, Miss, Not, Predicate, Text
+from foxmock.matching import (
+    All,
+    AnyOf,
+    Header,
+    Miss,
+    Not,
+    Predicate,
+    Text,
+    collect_needles,
+    use_needles,
+)
 from foxmock.openai.request import ChatRequest
 from foxmock.streaming import Chunking
 
@@ -91,6 +102,8 @@ class NearMiss(NamedTuple):
 
 _ANY = None
 _INDEXED = ("model", "last_user")
+NEAR_MISS_SCENARIOS = 2000  # a no-match report compares at most this many scenarios ...
+NEAR_MISS_SECONDS = 0.05  # ... for at most about this long, then says how many it skipped
 
 
 def _index_key(scenario: Scenario) -> tuple[str | None, ...]:
@@ -127,6 +140,7 @@ class ScenarioSet:
         self._index: dict[tuple[str | None, ...], list[int]] = {}
         for rank, scenario in enumerate(self.scenarios):
             self._index.setdefault(_index_key(scenario), []).append(rank)
+        self.needles = collect_needles(s.match for s in self.scenarios)
         # every header some match looks at: a request's outcome depends on its body and these
         self.header_names = tuple(
             sorted(set().union(*(_header_names(s.match) for s in self.scenarios)))
@@ -149,6 +163,7 @@ class ScenarioSet:
     def find(self, req: ChatRequest) -> Scenario | None:
         """The first scenario, in match order, whose match holds; or None."""
         scenarios = self.scenarios
+        use_needles(req, self.needles)
         for rank in self._candidates(req):
             scenario = scenarios[rank]
             if scenario.match.test(req):
@@ -157,11 +172,30 @@ class ScenarioSet:
 
     def near_misses(self, req: ChatRequest, limit: int = 3) -> list[NearMiss]:
         """The scenarios closest to matching, fewest failed conditions first."""
-        found = []
-        for scenario in self.scenarios:
-            parts = scenario.match.parts
-            misses = [m for p in parts for m in p.explain(req)]
-            held = sum(1 for p in parts if p.test(req))
-            found.append(NearMiss(scenario, misses, held, len(parts)))
-        found.sort(key=lambda n: (len(n.misses), -n.held))
-        return found[:limit]
+        return self.nearest(req, limit)[0]
+
+    def nearest(
+        self,
+        req: ChatRequest,
+        limit: int = 3,
+        most: int = NEAR_MISS_SCENARIOS,
+        seconds: float = NEAR_MISS_SECONDS,
+    ) -> tuple[list[NearMiss], int]:
+        """`near_misses`, comparing at most ``most`` scenarios for at most about ``seconds``;
+        also how many scenarios were left uncompared (0 when all were)."""
+        deadline = time.perf_counter() + seconds
+        use_needles(req, self.needles)
+        found: list[NearMiss] = []
+        for done, scenario in enumerate(self.scenarios):
+            if done >= most or time.perf_counter() > deadline:
+                return _closest(found, limit), len(self.scenarios) - done
+            explained = [p.explain(req) for p in scenario.match.parts]  # [] when p held
+            misses = [m for reasons in explained for m in reasons]
+            held = sum(1 for reasons in explained if not reasons)
+            found.append(NearMiss(scenario, misses, held, len(explained)))
+        return _closest(found, limit), 0
+
+
+def _closest(found: Iterable[NearMiss], limit: int) -> list[NearMiss]:
+    """The ``limit`` near misses with the fewest failed conditions (ties: most held, then order)."""
+    return heapq.nsmallest(limit, found, key=lambda n: (len(n.misses), -n.held))

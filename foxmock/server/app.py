@@ -58,7 +58,7 @@ def create_app(config: Config | None = None) -> web.Application:
     config.check()
     rng = random.Random(config.seed)
     engine = TemplateEngine(rng)
-    store = ScenarioStore(config.scenario_paths(), engine)
+    store = ScenarioStore(config.scenario_paths(), engine, config.max_scenarios)
     store.load()
     state = ServerState(
         config=config,

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from foxmock.plan import Plan
 
+WRITE_BYTES = 256 * 1024  # frames due together are joined into writes of about this size
+
 
 def _drop(request: web.Request) -> None:
     transport = request.transport
@@ -29,17 +31,24 @@ async def deliver(request: web.Request, plan: Plan) -> web.StreamResponse:
     await response.prepare(request)
     start = loop.time()
     frames, offsets = plan.frames, plan.offsets
+    count = len(frames)
     i = 0
-    while i < len(frames):
+    while i < count:
         wait = start + offsets[i] - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
         now = loop.time() - start
-        j = i + 1
-        while j < len(frames) and offsets[j] <= now:
-            j += 1
-        await response.write(b"".join(frames[i:j]))
-        i = j
+        # every frame already due goes in one write, up to WRITE_BYTES: a large stream is put
+        # together piece by piece while the client reads it (each write waits for the drain)
+        batch = [frames[i]]
+        size = len(batch[0])
+        i += 1
+        while i < count and size < WRITE_BYTES and offsets[i] <= now:
+            frame = frames[i]
+            batch.append(frame)
+            size += len(frame)
+            i += 1
+        await response.write(batch[0] if len(batch) == 1 else b"".join(batch))
     if plan.disconnect:
         _drop(request)
         return response

@@ -18,7 +18,7 @@ from foxmock.openai.responses import make_id, model_object
 from foxmock.openai.validation import decode_body, validate_chat_request
 from foxmock.plan import shape
 from foxmock.replay import Replay, ReplayCache, replay_key
-from foxmock.scenarios.model import ScenarioSet
+from foxmock.scenarios.model import Scenario, ScenarioSet
 from foxmock.server.auth import check_api_key
 from foxmock.server.delivery import deliver
 from foxmock.server.errors import (
@@ -29,6 +29,7 @@ from foxmock.server.errors import (
     error_response,
     respond_with,
 )
+from foxmock.server.offload import HEAVY_BODY_BYTES, off_loop
 from foxmock.server.state import STATE, ServerState
 from foxmock.templating import RequestContext
 
@@ -88,10 +89,12 @@ def no_match_error(scenarios: ScenarioSet, req: ChatRequest) -> RequestError:
         f"last user message {req.last_user[:80]!r}"
     )
     lines = [f"No foxmock scenario matched this request ({summary})."]
-    near = scenarios.near_misses(req)
+    near, skipped = scenarios.nearest(req)
     if near:
         lines.append("Nearest scenarios:")
         lines.extend(f"  {i}. {miss}" for i, miss in enumerate(near, 1))
+        if skipped:
+            lines.append(f"  (and {skipped} more scenarios, not compared: the report is bounded)")
     else:
         lines.append("No scenarios are loaded.")
     return RequestError("\n".join(lines), status=404, code="no_scenario_matched")
@@ -114,6 +117,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raw = ready_body(request)
         if raw is None:
             raw = await read_body(request)
+        state.journal.keep(entry, raw)  # as bytes: decoded again only when read back
         scenarios = state.scenarios
         cache = state.replay_cache(scenarios)
         replay = key = None
@@ -136,6 +140,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         error = as_request_error(request, exc)
         entry.error = error.message if error is not None else CLIENT_LEFT
         response = respond_with(request, error)
+        # its traceback holds this frame, which holds it: a cycle only a full collection frees,
+        # keeping the request's decoded body alive meanwhile (tens of MB for a 4 MiB body)
+        del error
     finally:
         entry.duration_ms = (time.perf_counter() - started) * 1000
     entry.status = response.status
@@ -144,7 +151,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 def _journal_replay(state: ServerState, entry: Entry, replay: Replay) -> tuple[str, int]:
     """Journal a replayed answer; return the fresh id and created time it goes out with."""
-    entry.body, entry.stream, entry.scenario = replay.body, replay.stream, replay.scenario
+    entry.stream, entry.scenario, entry.decodes = replay.stream, replay.scenario, True
     _journal_answer(entry, replay.answer, None)
     return make_id("cmpl_", state.rng), int(time.time())
 
@@ -158,34 +165,39 @@ async def _chat(
     cache: ReplayCache | None,
     key: bytes | None,
 ) -> web.StreamResponse:
-    entry.body = decode_body(raw)
-    body = validate_chat_request(entry.body)
-    req = ChatRequest(body, request.headers)
-    entry.stream = req.stream
-    scenario = scenarios.find(req)
+    heavy = len(raw) > HEAVY_BODY_BYTES
+    if heavy:
+        body, req, scenario = await off_loop(_understand, entry, raw, request, scenarios)
+    else:
+        body, req, scenario = _understand(entry, raw, request, scenarios)
     recorder = state.recorder
     if recorder is not None and recorder.mode.forwards(scenario is not None):
         response, recorded = await recorder.forward(request, body)
         entry.scenario = recorded or f"<{recorder.mode.value}: {recorder.settings.upstream}>"
         return response
     if scenario is None:
-        error = no_match_error(scenarios, req)
+        if heavy:
+            error = await off_loop(no_match_error, scenarios, req)
+        else:
+            error = no_match_error(scenarios, req)
         entry.near_miss = error.message
         log.warning("%s", error.message)
         raise error
     entry.scenario = scenario.name
-    admit = cache is not None and key is not None and cache.wants(key, scenario.name)
+    admit = not heavy and cache is not None and key is not None and cache.wants(key, scenario.name)
     rng_before = state.rng.getstate() if admit else None
     state.engine.read_clock = False
     ctx = RequestContext(req)
+    cfg = state.config
+    args = (scenario, req, ctx, state.rng, state.latency, cfg.time_scale, cfg.max_answer_bytes)
     try:
-        plan = shape(scenario, req, ctx, state.rng, state.latency, state.config.time_scale)
+        plan = await off_loop(shape, *args) if heavy else shape(*args)
     except RenderError as exc:
         log.error("%s", exc)
         raise RequestError(
             str(exc), status=500, type="server_error", code="scenario_render_error"
         ) from None
-    if cache is not None and key is not None and rng_before is not None:
+    if cache is not None and key is not None and rng_before is not None and not plan.lazy:
         read_more = state.engine.read_clock or ctx.read_headers
         cache.offer(
             key,
@@ -199,6 +211,18 @@ async def _chat(
         )
     _journal_answer(entry, plan.answer, plan.fault)
     return await deliver(request, plan)
+
+
+def _understand(
+    entry: Entry, raw: bytes, request: web.Request, scenarios: ScenarioSet
+) -> tuple[dict[str, Any], ChatRequest, Scenario | None]:
+    """Decode, validate and match a body: the request's own CPU work, pure of I/O."""
+    decoded = decode_body(raw)
+    entry.decodes = True  # the journal may show the raw bytes as JSON
+    body = validate_chat_request(decoded)
+    req = ChatRequest(body, request.headers)
+    entry.stream = req.stream
+    return body, req, scenarios.find(req)
 
 
 def _journal_answer(entry: Entry, answer: Answer | None, fault: str | None) -> None:

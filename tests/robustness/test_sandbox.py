@@ -476,12 +476,7 @@ BOMBS = [
         "squaring",
         hog=True,
     ),
-    Bomb(
-        "regex-backtracking",
-        "{{ ('a' * 40 ~ '!')|regex_search('^(a+)+$') }}",
-        "regex",
-        hog=True,
-    ),
+    # ('a' * 40 ~ '!')|regex_search('^(a+)+$') was one; on RE2 it answers at once
     Bomb("slice-1e8", "{{ range(10)|slice(10**8)|list|length }}", "slice", hog=True),
     Bomb(
         "nested-list-repr",
