@@ -154,7 +154,29 @@ def choice_deltas(
     return deltas
 
 
-class StepFrames(Sequence[bytes]):
+class _Computed(Sequence[T]):
+    """A sequence whose items are computed on access: ``_item`` sees an index in range."""
+
+    def _item(self, index: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self._item(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._item(index)
+
+
+class StepFrames(_Computed[bytes]):
     """The choice frames of a stream, each built only when it is read.
 
     One choice's deltas are encoded once; frame ``i`` is step ``i // n`` of choice ``i % n``
@@ -169,19 +191,7 @@ class StepFrames(Sequence[bytes]):
     def __len__(self) -> int:
         return self._choice_frames + len(self._extra)
 
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[bytes]: ...
-
-    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
+    def _item(self, index: int) -> bytes:
         if index >= self._choice_frames:
             return self._extra[index - self._choice_frames]
         step, choice = divmod(index, self._n)
@@ -198,7 +208,7 @@ class StepFrames(Sequence[bytes]):
         )
 
 
-class Repeated(Sequence[float]):
+class Repeated(_Computed[float]):
     """Each of ``values`` ``n`` times in a row, then ``tail``; nothing copied."""
 
     def __init__(self, values: Sequence[float], n: int, tail: Sequence[float] = ()) -> None:
@@ -208,25 +218,13 @@ class Repeated(Sequence[float]):
     def __len__(self) -> int:
         return self._head + len(self._tail)
 
-    @overload
-    def __getitem__(self, index: int) -> float: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[float]: ...
-
-    def __getitem__(self, index: int | slice) -> float | list[float]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
+    def _item(self, index: int) -> float:
         if index >= self._head:
             return self._tail[index - self._head]
         return self._values[index // self._n]
 
 
-class Spliced(Sequence[T]):
+class Spliced(_Computed[T]):
     """The first ``keep`` items of ``base``, then ``tail``: a cut stream without a copy."""
 
     def __init__(self, base: Sequence[T], keep: int, tail: Sequence[T] = ()) -> None:
@@ -235,19 +233,7 @@ class Spliced(Sequence[T]):
     def __len__(self) -> int:
         return self._keep + len(self._tail)
 
-    @overload
-    def __getitem__(self, index: int) -> T: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[T]: ...
-
-    def __getitem__(self, index: int | slice) -> T | list[T]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
+    def _item(self, index: int) -> T:
         if index >= self._keep:
             return self._tail[index - self._keep]
         return self._base[index]

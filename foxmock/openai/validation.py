@@ -501,7 +501,7 @@ def decode_body(raw: bytes) -> Any:
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise RequestError(_INVALID_JSON, code="invalid_json") from None
     if shape and _maybe_deep(shape):
-        _walk(body, False)
+        _walk(body)
     if b"\\ud" in raw or b"\\uD" in raw:
         try:
             json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -534,20 +534,12 @@ def _maybe_deep(shape: bytes) -> bool:
     return True
 
 
-def _walk(body: Any, surrogates: bool) -> None:
+def _walk(body: Any) -> None:
+    """Raise a 400 `RequestError` when ``body`` nests deeper than `MAX_DEPTH`."""
     stack: list[tuple[Any, int]] = [(body, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
-            if surrogates and not value.isascii():
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise RequestError(
-                        "The JSON body contains a lone UTF-16 surrogate escape "
-                        "(\\ud800-\\udfff), which is not a character; send valid Unicode text.",
-                        code="invalid_json",
-                    ) from None
             continue
         if isinstance(value, (dict, list)) and depth > MAX_DEPTH:
             raise RequestError(
