@@ -9,28 +9,54 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
-import time
+import types
 import uuid as _uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from jinja2.runtime import LoopContext, Macro
+from jinja2.sandbox import (
+    ImmutableSandboxedEnvironment,
+    SandboxedEnvironment,
+    SandboxedEscapeFormatter,
+    SandboxedFormatter,
+)
 from jinja2.visitor import NodeTransformer
+from markupsafe import Markup
 
 from foxmock.regexes import Match, Regex, RegexProblem, compile_safe
-from foxmock.templating import (
-    MAX_OUTPUT_CHARS,
-    MAX_RANGE_STEPS,
-    MAX_RENDER_SECONDS,
-    TemplateError,
+from foxmock.template_bounds import (
+    BUDGET,
+    FILTER_BOUNDS,
+    MAX_INT_BITS,
+    REPLACED_FILTERS,
+    allowed_methods,
+    binop_check,
+    binop_result,
+    bounded_callable,
+    bounded_dict,
+    bounded_namespace,
+    check,
+    check_call_depth,
+    check_format_spec,
+    check_method_call,
+    collect,
+    concat,
+    counted,
+    field_size,
+    int_bits,
+    start_budget,
+    strftime_size,
+    tick,
     to_json,
+    value_size,
+    write,
 )
+from foxmock.templating import MAX_OUTPUT_CHARS, TemplateError
 
 if TYPE_CHECKING:
     from foxmock.templating import TemplateEngine
@@ -57,243 +83,267 @@ def _regex_replace(value: Any, pattern: str, replacement: str) -> str:
     room = [MAX_OUTPUT_CHARS - len(text)]
 
     def substitute(match: Match) -> str:
+        tick()  # a pattern such as a.*z|a rescans the text at every match
         out = match.expand(replacement)
         room[0] -= len(out) - len(match.group(0))
         if room[0] < 0:
             raise SecurityError(f"regex_replace would exceed {MAX_OUTPUT_CHARS} characters")
         return out
 
+    check("regex_replace", value_size(value))
     return _regex(pattern).sub(substitute, text)
 
 
 def _from_json(value: Any) -> Any:
+    check("from_json", value_size(value))
     return json.loads(str(value))
 
 
-@dataclass
-class _Budget:
-    deadline: float
-    steps: int = 0
-
-    def spend(self, steps: int = 1) -> None:
-        self.steps += steps
-        if self.steps > MAX_RANGE_STEPS:
-            raise SecurityError(f"template loops ran more than {MAX_RANGE_STEPS} steps")
-        if time.monotonic() > self.deadline:
-            raise SecurityError(f"template took longer than {MAX_RENDER_SECONDS:g}s to render")
-
-
-_BUDGET: ContextVar[_Budget | None] = ContextVar("foxmock_render_budget", default=None)
-
-
-def _spend(steps: int = 1) -> None:
-    budget = _BUDGET.get()
-    if budget is not None:
-        budget.spend(steps)
-
-
-def _bounded(iterable: Any) -> Iterator[Any]:
-    """Iterate ``iterable``, counting every step against the render's budget."""
-    for i, value in enumerate(iterable):
-        if i % 1000 == 0:
-            _spend(1000)
-        yield value
-
-
-def _bounded_range(*args: int) -> Iterator[int]:
-    """``range`` that counts every step against the render's budget."""
-    return _bounded(range(*args))
-
-
-def _sized(value: Any) -> int | None:
-    return len(value) if isinstance(value, (str, list, tuple)) else None
-
-
-def _concat(*parts: Any) -> str:
-    """The ``~`` operator, refusing results over the output cap before building them."""
-    texts = [str(part) for part in parts]
-    if sum(len(t) for t in texts) > MAX_OUTPUT_CHARS:
-        raise SecurityError(f"concatenation would exceed {MAX_OUTPUT_CHARS} characters")
-    return "".join(texts)
+def _collect_for_loop(iterable: Any) -> Iterator[Any]:
+    """A loop's iterable when its body reads ``loop.length``: collected under the limit."""
+    return counted(collect(iterable, "loop"))
 
 
 # names the compiled code calls; templates cannot spell them (private names are refused)
-_LOOP, _CONCAT = "_foxmock_bounded", "_foxmock_concat"
+_LOOP, _LOOP_SIZED, _CONCAT, _WRITE = (
+    "_foxmock_bounded",
+    "_foxmock_collected",
+    "_foxmock_concat",
+    "_foxmock_write",
+)
+_LENGTHY = frozenset({"length", "revindex", "revindex0"})  # make a loop list its iterable
+
+
+def _reads_loop_length(node: nodes.For) -> bool:
+    """Whether the body may read the loop's length (or hands ``loop`` on, which might)."""
+    parts = [*node.body, *node.else_, *([node.test] if node.test is not None else [])]
+    found = [n for part in parts for n in (part, *part.find_all((nodes.Getattr, nodes.Name)))]
+    harmless = {
+        id(n.node)
+        for n in found
+        if isinstance(n, nodes.Getattr)
+        and isinstance(n.node, nodes.Name)
+        and n.attr not in _LENGTHY
+    }
+    return any(
+        isinstance(n, nodes.Name) and n.name == "loop" and id(n) not in harmless for n in found
+    )
+
+
+def _filter(name: str, node: Any, args: list[Any], lineno: int) -> nodes.Filter:
+    """``node|name(*args)``: a hidden filter, called directly (a call would go through
+    the sandbox's `call`, several times slower)."""
+    return nodes.Filter(node, name, args, [], None, None, lineno=lineno)
 
 
 class _Bounder(NodeTransformer):
-    """Route every ``for`` loop through the step budget and every ``~`` through the size cap."""
+    """Route loops through the step budget, ``~`` through the size cap, output through a count.
+
+    Literal text is counted only where it can repeat (in loops, macros and call blocks): once,
+    it is part of the source, whose size the scenario file already bounds.
+    """
+
+    def __init__(self) -> None:
+        self.repeating = 0
+
+    def _repeated(self, node: nodes.Node) -> None:
+        self.repeating += 1
+        try:
+            self.generic_visit(node)
+        finally:
+            self.repeating -= 1
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
-        self.generic_visit(node)
-        node.iter = nodes.Call(
-            nodes.Name(_LOOP, "load"), [node.iter], [], None, None, lineno=node.lineno
-        )
+        sized = _reads_loop_length(node)
+        self._repeated(node)
+        node.iter = _filter(_LOOP_SIZED if sized else _LOOP, node.iter, [], node.lineno)
+        return node
+
+    def visit_Macro(self, node: nodes.Macro) -> nodes.Node:
+        self._repeated(node)
+        return node
+
+    def visit_CallBlock(self, node: nodes.CallBlock) -> nodes.Node:
+        self._repeated(node)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
-        return nodes.Call(
-            nodes.Name(_CONCAT, "load"), list(node.nodes), [], None, None, lineno=node.lineno
-        )
+        first, *rest = node.nodes
+        return _filter(_CONCAT, first, rest, node.lineno)
+
+    def visit_Output(self, node: nodes.Output) -> nodes.Node:
+        self.generic_visit(node)
+        node.nodes = [
+            child
+            if isinstance(child, nodes.TemplateData) and not self.repeating
+            else _filter(_WRITE, child, [], child.lineno)
+            for child in node.nodes
+        ]
+        return node
 
 
-MAX_INT_BITS = 100_000  # integers a render may build (about 30,000 digits)
-_WIDE = re.compile(r"\d{7,}")  # a width or precision of a million or more in a format string
+class _FormatBounds:
+    """``str.format`` that counts what each field adds and refuses it over the limit."""
+
+    growth = 1
+    room = MAX_OUTPUT_CHARS
+
+    def vformat(self, format_string: str, args: Any, kwargs: Any) -> str:
+        self.room = MAX_OUTPUT_CHARS - len(format_string)
+        return super().vformat(format_string, args, kwargs)  # type: ignore[misc, no-any-return]
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        if conversion in ("r", "a"):
+            check("str.format", field_size(value, conversion, 0, 0), self.room)
+        return super().convert_field(value, conversion)  # type: ignore[misc]
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        tick()
+        width, precision = check_format_spec(format_spec)
+        kind = format_spec[-1:] if format_spec[-1:].isalpha() else ""
+        self.room -= field_size(value, kind, width, precision) * self.growth
+        if self.room < 0:
+            raise SecurityError(f"str.format would exceed {MAX_OUTPUT_CHARS} characters")
+        return super().format_field(value, format_spec)  # type: ignore[misc]
 
 
-def _bits(value: Any) -> int:
-    return abs(value).bit_length() if isinstance(value, int) and not isinstance(value, bool) else 0
+class _Formatter(_FormatBounds, SandboxedFormatter):
+    pass
 
 
-def _check_format(template: Any) -> None:
-    """Refuse format strings whose widths would build strings over the output cap."""
-    if isinstance(template, str) and _WIDE.search(template):
-        raise SecurityError("a format width or precision that large is refused")
+class _EscapeFormatter(_FormatBounds, SandboxedEscapeFormatter):
+    growth = 5  # each field is escaped
 
 
 class _BoundedSandbox(ImmutableSandboxedEnvironment):
-    """The sandbox (no mutating the request), plus bounds on sizes, loop steps and time."""
+    """The sandbox (no mutating the request), plus bounds on sizes, steps, depth and time."""
 
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    intercepted_binops = frozenset({"*", "**", "+", "%", "/", "//"})
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is None:
+        if not isinstance(value, (types.MethodType, types.BuiltinMethodType)):
             return None
-        template = value.__self__
+        if value.__name__ not in ("format", "format_map") or not isinstance(value.__self__, str):
+            return None
+        template: str = value.__self__
+        mapped = value.__name__ == "format_map"
 
-        def checked(*args: Any, **kwargs: Any) -> str:
-            _check_format(template)
-            return wrapped(*args, **kwargs)
+        def formatted(*args: Any, **kwargs: Any) -> str:
+            if mapped:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument")
+                kwargs = args[0]
+                args = ()
+            formatter: SandboxedFormatter = (
+                _EscapeFormatter(self, escape=template.escape)
+                if isinstance(template, Markup)
+                else _Formatter(self)
+            )
+            return type(template)(formatter.vformat(template, args, kwargs))
 
-        return checked
+        return formatted
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if not super().is_safe_attribute(obj, attr, value):
+            return False
+        if not callable(value) or isinstance(value, Macro):
+            return True
+        allowed = allowed_methods(obj)
+        return allowed is None or attr in allowed
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
-            raise SecurityError("exponent too large")
-        if operator == "**" and isinstance(right, int) and _bits(left) * abs(right) > MAX_INT_BITS:
-            raise SecurityError("power too large")
-        if operator == "*" and _bits(left) + _bits(right) > MAX_INT_BITS:
-            raise SecurityError("product too large")
-        if operator == "%":
-            _check_format(left)
-        if operator == "*":
-            size, times = (
-                (_sized(left), right) if _sized(left) is not None else (_sized(right), left)
-            )
-            if size is not None and isinstance(times, int) and size * times > MAX_OUTPUT_CHARS:
-                raise SecurityError(f"repetition would exceed {MAX_OUTPUT_CHARS} items")
-        if operator == "+" and (_sized(left) or 0) + (_sized(right) or 0) > MAX_OUTPUT_CHARS:
-            raise SecurityError(f"addition would exceed {MAX_OUTPUT_CHARS} items")
-        return super().call_binop(context, operator, left, right)
+        size = binop_check(operator, left, right)
+        return binop_result(super().call_binop(context, operator, left, right), size)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        _spend(0)
-        return super().call(__context, __obj, *args, **kwargs)
+        budget = BUDGET.get()
+        if budget is not None:
+            budget.tick()
+        if not isinstance(__obj, (Macro, LoopContext)):
+            check_method_call(__obj, args, kwargs)
+            return super().call(__context, __obj, *args, **kwargs)
+        if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level
+            args = (_collect_for_loop(args[0]), *args[1:])
+        if budget is not None:
+            budget.depth += 1
+        try:
+            check_call_depth(budget)
+            return super().call(__context, __obj, *args, **kwargs)
+        finally:
+            if budget is not None:
+                budget.depth -= 1
 
 
 def _width(limit: int, position: int, keyword: str) -> Callable[..., None]:
     """A check that the argument at ``position`` (or ``keyword``) is at most ``limit``."""
 
-    def check(*args: Any, **kwargs: Any) -> None:
+    def check_width(*args: Any, **kwargs: Any) -> None:
         value = kwargs.get(keyword, args[position] if len(args) > position else None)
         if isinstance(value, (int, float)) and value > limit:
             raise SecurityError(f"{keyword} {value} is over the limit of {limit}")
 
-    return check
+    return check_width
 
 
-def _replace_size(value: Any, old: Any = "", new: Any = "", count: Any = None) -> None:
-    text, old, new = str(value), str(old), str(new)
-    hits = text.count(old) if old else len(text) + 1
-    if isinstance(count, int) and count >= 0:
-        hits = min(hits, count)
-    if len(text) + hits * max(len(new) - len(old), 0) > MAX_OUTPUT_CHARS:
-        raise SecurityError(f"replace would exceed {MAX_OUTPUT_CHARS} characters")
+def _with_width(
+    prepare: Callable[..., Any] | None, width: Callable[..., None]
+) -> Callable[..., Any]:
+    def both(value: Any, *args: Any, **kwargs: Any) -> Any:
+        width(value, *args, **kwargs)
+        return prepare(value, *args, **kwargs) if prepare is not None else value
+
+    return both
 
 
-def _join_size(value: Any, d: Any = "", attribute: Any = None) -> None:
-    items = list(value) if isinstance(value, (list, tuple)) else None
-    if items is not None and len(items) * len(str(d)) > MAX_OUTPUT_CHARS:
-        raise SecurityError(f"join would exceed {MAX_OUTPUT_CHARS} characters")
-
-
-def _format_filter(value: Any, *args: Any, **kwargs: Any) -> None:
-    _check_format(value)
-
-
-def _printable(value: Any) -> Any:
-    """What ``{{ }}`` prints, refused before ``str()`` when it holds more than the cap."""
-    if not isinstance(value, str) and _too_big(value):
-        raise SecurityError(f"value to print holds more than {MAX_OUTPUT_CHARS} items")
-    return value
-
-
-def _sized_value(value: Any, *args: Any, **kwargs: Any) -> None:
-    _printable(value)
-
-
-# filters whose arguments decide how much they build: checked before they run
-_FILTER_BOUNDS: dict[str, Callable[..., None]] = {
-    "string": _sized_value,
-    "tojson": _sized_value,
-    "pprint": _sized_value,
+_WIDTHS = {  # arguments that are sizes, besides what FILTER_BOUNDS estimates
     "center": _width(MAX_OUTPUT_CHARS, 1, "width"),
     "indent": _width(10_000, 1, "width"),
     "wordwrap": _width(MAX_OUTPUT_CHARS, 1, "width"),
     "truncate": _width(MAX_OUTPUT_CHARS, 1, "length"),
-    "slice": _width(10_000, 1, "slices"),
-    "batch": _width(MAX_OUTPUT_CHARS, 1, "linecount"),
-    "replace": _replace_size,
-    "join": _join_size,
-    "format": _format_filter,
 }
-
-
-def _bounded_filter(function: Callable[..., Any], check: Callable[..., None]) -> Callable[..., Any]:
-    passes = hasattr(function, "jinja_pass_arg")  # the context or environment comes first
-
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        check(*(args[1:] if passes else args), **kwargs)
-        return function(*args, **kwargs)
-
-    bounded.__name__ = getattr(function, "__name__", "filter")
-    for marker in ("jinja_pass_arg",):  # Jinja passes the context or environment by this mark
-        if hasattr(function, marker):
-            setattr(bounded, marker, getattr(function, marker))
-    return bounded
 
 
 def make_environment(engine: TemplateEngine) -> SandboxedEnvironment:
     """The sandbox with foxmock's filters and helpers; randomness from the engine's RNG."""
     rng = engine.rng
-    env = _BoundedSandbox(
-        undefined=StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        finalize=_printable,
-    )
+    env = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.optimized = False  # constant folding would run filters at load time, unbounded
     for name in ("lipsum", "cycler", "joiner"):  # unbounded text, or Python objects to print
         del env.globals[name]
-    for name, check in _FILTER_BOUNDS.items():
-        env.filters[name] = _bounded_filter(env.filters[name], check)
+    env.filters.update(REPLACED_FILTERS)
     env.filters.update(
         regex_search=_regex_search,
         regex_replace=_regex_replace,
-        json=_bounded_filter(to_json, _sized_value),
+        json=to_json,
         from_json=_from_json,
-        random=lambda seq: rng.choice(list(seq)),
+        random=lambda seq: rng.choice(collect(seq, "random")),
     )
+    for name, function in list(env.filters.items()):
+        prepare = FILTER_BOUNDS.get(name)
+        if name in _WIDTHS:
+            prepare = _with_width(prepare, _WIDTHS[name])
+        env.filters[name] = bounded_callable(cast(Callable[..., Any], function), prepare)
+    for name, function in list(env.tests.items()):
+        env.tests[name] = bounded_callable(cast(Callable[..., Any], function))
+
+    def random_int(low: Any, high: Any) -> int:
+        if max(int_bits(int(low)), int_bits(int(high))) > MAX_INT_BITS:
+            raise SecurityError("integer too large for random_int")
+        return rng.randint(int(low), int(high))
+
     env.globals.update(
         uuid=lambda: str(_uuid.UUID(int=rng.getrandbits(128), version=4)),
         now=lambda fmt=None: _now(engine, fmt),
-        random_int=lambda low, high: rng.randint(int(low), int(high)),
-        random_choice=lambda seq: rng.choice(list(seq)),
-        json=_bounded_filter(to_json, _sized_value),
-        range=_bounded_range,
-        **{_LOOP: _bounded, _CONCAT: _concat},
+        random_int=random_int,
+        random_choice=lambda seq: rng.choice(collect(seq, "random_choice")),
+        json=to_json,
+        range=lambda *args: counted(range(*args)),
+        dict=bounded_dict,
+        namespace=bounded_namespace,
+    )
+    env.filters.update(
+        {_LOOP: counted, _LOOP_SIZED: _collect_for_loop, _CONCAT: concat, _WRITE: write}
     )
     return env
 
@@ -301,7 +351,10 @@ def make_environment(engine: TemplateEngine) -> SandboxedEnvironment:
 def _now(engine: TemplateEngine, fmt: str | None = None) -> str:
     engine.read_clock = True
     now = _dt.datetime.now(_dt.timezone.utc)
-    return now.strftime(fmt) if fmt else now.isoformat(timespec="seconds")
+    if not fmt:
+        return now.isoformat(timespec="seconds")
+    strftime_size(str(fmt))
+    return now.strftime(str(fmt))
 
 
 def _pick(ctx: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
@@ -339,12 +392,12 @@ def _compile_expression(env: SandboxedEnvironment, source: str) -> TemplateExpre
 
 
 def _refuse_private_access(tree: nodes.Template) -> None:
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name, nodes.Filter, nodes.Test)):
         if isinstance(node, nodes.Getattr):
             name = node.attr
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
             name = str(node.arg.value)
-        elif isinstance(node, nodes.Name):
+        elif isinstance(node, (nodes.Name, nodes.Filter, nodes.Test)):
             name = node.name
         else:
             continue
@@ -373,7 +426,7 @@ def _too_big(value: Any) -> bool:
 
 
 def _guard(render: Callable[[], Any]) -> Any:
-    token = _BUDGET.set(_Budget(time.monotonic() + MAX_RENDER_SECONDS))
+    token = BUDGET.set(start_budget())
     try:
         value = render()
     except SecurityError as exc:
@@ -381,7 +434,7 @@ def _guard(render: Callable[[], Any]) -> Any:
     except Exception as exc:  # a template may raise anything a helper raises
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
     finally:
-        _BUDGET.reset(token)
+        BUDGET.reset(token)
     if _too_big(value):
         raise TemplateError(f"template output exceeds {MAX_OUTPUT_CHARS} characters")
     return value

@@ -6,7 +6,6 @@ in `foxmock.sandbox`, imported the first time such a template is compiled.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +19,10 @@ if TYPE_CHECKING:
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_RENDER_SECONDS = 1.0
 MAX_RANGE_STEPS = 1_000_000  # across all range() loops of one render
+MAX_WRITTEN_CHARS = 4 * MAX_OUTPUT_CHARS  # all text one render writes: output, macros, set blocks
+MAX_SORT_ITEMS = 100_000  # items sort, dictsort and groupby may order
+MAX_WORDS = 200_000  # words wordwrap and urlize may walk
+MAX_CALL_DEPTH = 40  # nesting of macro calls and recursive loops
 _MARKERS = ("{{", "{%", "{#")
 # ``{{ name }}``: a template made of these and plain text renders without Jinja2
 _SUBSTITUTION = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_]*)\s*\}\}")
@@ -32,10 +35,6 @@ class TemplateError(Exception):
         super().__init__(message)
         self.message = message
         self.line = line
-
-
-def to_json(value: Any, indent: int | None = None) -> str:
-    return json.dumps(value, indent=indent, ensure_ascii=False)
 
 
 def _substitution(source: str, native: bool) -> Callable[[Mapping[str, Any]], Any] | None:
