@@ -233,7 +233,7 @@ RENDER_REFUSED = [
         "loops ran more than 1000000 steps",
     ),
     ("range-list-1e12", "{{ range(10**12)|list }}", "loops ran more than 1000000 steps"),
-    ("range-random", "{{ range(10**9)|random }}", "loops ran more than 1000000 steps"),
+    ("range-random", "{{ range(10**9)|random }}", "loops ran more than 1000000|longer than 1s"),
     ("huge-exponent", "{{ 10**10000 }}", "exponent too large"),
     ("random-int-huge", "{{ random_int(0, 10**100000) }}", "exponent too large"),
     ("recursive-macro", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "nested over 40 deep"),
@@ -480,9 +480,8 @@ LOAD_BOMBS = [
         "load-regex",
         "{{ 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!'|regex_search('^(a+)+$') }}",
         "load",
-        hog=True,
     ),
-    Bomb("load-slice", "{{ [1, 2]|slice(100000000)|list|length }}", "load", hog=True),
+    Bomb("load-slice", "{{ [1, 2]|slice(100000000)|list|length }}", "load"),
     Bomb("load-unfoldable", "{{ 'x'|center(5000000000) }}", "load"),  # folding fails: deferred
 ]
 
