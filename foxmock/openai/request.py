@@ -8,6 +8,18 @@ from functools import cached_property
 from typing import Any
 
 
+def _tool_part(
+    item: Any, kinds: tuple[str, ...] = ("function", "custom")
+) -> Mapping[str, Any] | None:
+    """The ``function`` or ``custom`` object of a tool, tool call or tool choice (its ``type``
+    names which; an item without one is a function), or None."""
+    if not isinstance(item, dict):
+        return None
+    kind = item.get("type", "function")
+    inner = item.get(kind) if isinstance(kind, str) and kind in kinds else None
+    return inner if isinstance(inner, dict) else None
+
+
 def message_text(message: Mapping[str, Any]) -> str:
     """The text of a message: its string content, or its text parts joined by newlines."""
     content = message.get("content")
@@ -93,22 +105,27 @@ class ChatRequest:
 
     @cached_property
     def tools_offered(self) -> list[str]:
+        """The names of the offered tools, function and custom."""
         names = []
         for tool in self.body.get("tools") or []:
-            function = tool.get("function") if isinstance(tool, dict) else None
-            if isinstance(function, dict) and isinstance(function.get("name"), str):
-                names.append(function["name"])
+            inner = _tool_part(tool)
+            if inner is not None and isinstance(inner.get("name"), str):
+                names.append(inner["name"])
         return names
 
     @cached_property
     def tool_choice(self) -> str | None:
-        """``none``, ``auto``, ``required``, the name of a forced function, or None if absent."""
+        """``none``, ``auto``, ``required``, the name of a forced tool (function or custom),
+        the mode of an ``allowed_tools`` choice (``auto`` or ``required``), or None if absent."""
         choice = self.body.get("tool_choice")
         if isinstance(choice, dict):
-            function = choice.get("function")
-            if isinstance(function, dict):
-                return str(function.get("name"))
-            return None
+            inner = _tool_part(choice, ("function", "custom", "allowed_tools"))
+            if inner is None:
+                return None
+            value = (
+                inner.get("mode") if choice.get("type") == "allowed_tools" else inner.get("name")
+            )
+            return value if isinstance(value, str) else None
         return choice if isinstance(choice, str) else None
 
     @cached_property
@@ -127,8 +144,9 @@ class ChatRequest:
             role = message.get("role")
             if role == "assistant":
                 for call in message.get("tool_calls") or []:
-                    if isinstance(call, dict) and isinstance(call.get("function"), dict):
-                        names[str(call.get("id"))] = str(call["function"].get("name"))
+                    inner = _tool_part(call)
+                    if inner is not None:
+                        names[str(call.get("id"))] = str(inner.get("name"))
             elif role == "tool":
                 name = names.get(str(message.get("tool_call_id")), "")
                 results.append((name, _parse_json_or_text(text)))

@@ -53,6 +53,7 @@ KNOWN_FIELDS = frozenset(
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+TOOL_TYPES = ("function", "custom")
 
 
 def _kind(value: Any) -> str:
@@ -177,23 +178,32 @@ def _content_parts(parts: list[Any], param: str) -> None:
 
 
 def _tool_calls(calls: Any, param: str) -> None:
+    """An assistant message's ``tool_calls``: function calls and custom tool calls."""
     if not isinstance(calls, list):
         raise _bad_type(param, "an array", calls)
     for j, call in enumerate(calls):
         where = f"{param}[{j}]"
         if not isinstance(call, dict):
             raise _bad_type(where, "an object", call)
-        for key in ("id", "type", "function"):
+        kind = call.get("type")
+        if kind is None:
+            raise _missing(f"{where}.type")
+        if kind not in TOOL_TYPES:
+            raise _invalid(f"{where}.type", f"value must be 'function' or 'custom'; got {kind!r}.")
+        fields = ("name", "arguments") if kind == "function" else ("name", "input")
+        for key in ("id", kind):
             if key not in call:
                 raise _missing(f"{where}.{key}")
-        function = call["function"]
-        if not isinstance(function, dict):
-            raise _bad_type(f"{where}.function", "an object", function)
-        for key in ("name", "arguments"):
-            if not isinstance(function.get(key), str):
-                if key not in function:
-                    raise _missing(f"{where}.function.{key}")
-                raise _bad_type(f"{where}.function.{key}", "a string", function[key])
+        if not isinstance(call["id"], str):
+            raise _bad_type(f"{where}.id", "a string", call["id"])
+        inner = call[kind]
+        if not isinstance(inner, dict):
+            raise _bad_type(f"{where}.{kind}", "an object", inner)
+        for key in fields:
+            if not isinstance(inner.get(key), str):
+                if key not in inner:
+                    raise _missing(f"{where}.{kind}.{key}")
+                raise _bad_type(f"{where}.{kind}.{key}", "a string", inner[key])
 
 
 def _message(message: Any, i: int) -> None:
@@ -209,13 +219,13 @@ def _message(message: Any, i: int) -> None:
             f"value must be one of {', '.join(repr(r) for r in ROLES)}; got {role!r}.",
         )
     content = message.get("content")
-    optional_content = role == "assistant" and (
-        message.get("tool_calls") or message.get("function_call") or message.get("refusal")
-    )
     if content is None:
-        if "content" not in message and not optional_content:
+        # an assistant message needs only its role (its content may be absent or null, as
+        # when it carries tool calls, a refusal or an earlier answer's audio); a function
+        # message's content is required but may be null
+        if "content" not in message and role not in ("assistant",):
             raise _missing(f"{param}.content")
-        if not optional_content and role != "assistant":
+        if role not in ("assistant", "function"):
             raise _bad_type(f"{param}.content", "a string or an array of content parts", content)
     elif isinstance(content, list):
         _content_parts(content, f"{param}.content")
@@ -230,8 +240,23 @@ def _message(message: Any, i: int) -> None:
             raise _missing(f"{param}.tool_call_id")
         if not isinstance(call_id, str):
             raise _bad_type(f"{param}.tool_call_id", "a string", call_id)
-    if role == "assistant" and message.get("tool_calls") is not None:
-        _tool_calls(message["tool_calls"], f"{param}.tool_calls")
+    if role == "function" and not isinstance(name, str):
+        raise (
+            _missing(f"{param}.name")
+            if name is None
+            else _bad_type(f"{param}.name", "a string", name)
+        )
+    if role == "assistant":
+        if message.get("tool_calls") is not None:
+            _tool_calls(message["tool_calls"], f"{param}.tool_calls")
+        audio = message.get("audio")
+        if audio is not None:
+            if not isinstance(audio, dict):
+                raise _bad_type(f"{param}.audio", "an object", audio)
+            if not isinstance(audio.get("id"), str):
+                if "id" not in audio:
+                    raise _missing(f"{param}.audio.id")
+                raise _bad_type(f"{param}.audio.id", "a string", audio["id"])
 
 
 def _messages(body: Mapping[str, Any]) -> None:
@@ -262,6 +287,76 @@ def _model(body: Mapping[str, Any]) -> None:
         )
 
 
+def _tool_name(name: Any, param: str) -> None:
+    if name is None:
+        raise _missing(param)
+    if not isinstance(name, str):
+        raise _bad_type(param, "a string", name)
+    if not NAME_RE.match(name):
+        raise _invalid(
+            param,
+            f"string does not match pattern. Expected a string that matches the pattern "
+            f"'{NAME_RE.pattern}'; got {name!r}.",
+            "invalid_value",
+        )
+
+
+def _custom_format(fmt: Any, param: str) -> None:
+    """A custom tool's input ``format``: unconstrained text, or a Lark or regex grammar."""
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict):
+        raise _bad_type(param, "an object", fmt)
+    kind = fmt.get("type")
+    if kind not in ("text", "grammar"):
+        if kind is None:
+            raise _missing(f"{param}.type")
+        raise _invalid(f"{param}.type", f"value must be 'text' or 'grammar'; got {kind!r}.")
+    if kind == "grammar":
+        grammar = fmt.get("grammar")
+        if not isinstance(grammar, dict):
+            if grammar is None:
+                raise _missing(f"{param}.grammar")
+            raise _bad_type(f"{param}.grammar", "an object", grammar)
+        if not isinstance(grammar.get("definition"), str):
+            raise _missing(f"{param}.grammar.definition")
+        if grammar.get("syntax") not in ("lark", "regex"):
+            raise _invalid(
+                f"{param}.grammar.syntax",
+                f"value must be 'lark' or 'regex'; got {grammar.get('syntax')!r}.",
+            )
+
+
+def _tool(tool: Any, param: str) -> None:
+    if not isinstance(tool, dict):
+        raise _bad_type(param, "an object", tool)
+    kind = tool.get("type")
+    if kind not in TOOL_TYPES:
+        if kind is None:
+            raise _missing(f"{param}.type")
+        raise _invalid(f"{param}.type", f"value must be 'function' or 'custom'; got {kind!r}.")
+    inner = tool.get(kind)
+    if inner is None:
+        raise _missing(f"{param}.{kind}")
+    if not isinstance(inner, dict):
+        raise _bad_type(f"{param}.{kind}", "an object", inner)
+    _tool_name(inner.get("name"), f"{param}.{kind}.name")
+    if kind == "custom":
+        description = inner.get("description")
+        if description is not None and not isinstance(description, str):
+            raise _bad_type(f"{param}.custom.description", "a string", description)
+        _custom_format(inner.get("format"), f"{param}.custom.format")
+        return
+    for key, py, word in (
+        ("description", str, "a string"),
+        ("parameters", dict, "an object"),
+        ("strict", bool, "a boolean"),
+    ):
+        value = inner.get(key)
+        if value is not None and not isinstance(value, py):
+            raise _bad_type(f"{param}.function.{key}", word, value)
+
+
 def _tools(body: Mapping[str, Any]) -> None:
     tools = body.get("tools")
     if tools is None:
@@ -269,45 +364,49 @@ def _tools(body: Mapping[str, Any]) -> None:
     if not isinstance(tools, list):
         raise _bad_type("tools", "an array", tools)
     for i, tool in enumerate(tools):
-        param = f"tools[{i}]"
+        _tool(tool, f"tools[{i}]")
+
+
+def _tool_names(tools: Any, kind: str | None = None) -> list[str]:
+    """The names of the (validated) ``tools`` of one type, or of every type."""
+    return [
+        tool[tool["type"]]["name"] for tool in tools or () if kind is None or tool["type"] == kind
+    ]
+
+
+def _allowed_tools(choice: Mapping[str, Any], names: list[str]) -> None:
+    allowed = choice.get("allowed_tools")
+    if not isinstance(allowed, dict):
+        if allowed is None:
+            raise _missing("tool_choice.allowed_tools")
+        raise _bad_type("tool_choice.allowed_tools", "an object", allowed)
+    mode = allowed.get("mode")
+    if mode not in ("auto", "required"):
+        if mode is None:
+            raise _missing("tool_choice.allowed_tools.mode")
+        raise _invalid(
+            "tool_choice.allowed_tools.mode", f"value must be 'auto' or 'required'; got {mode!r}."
+        )
+    tools = allowed.get("tools")
+    if not isinstance(tools, list):
+        if tools is None:
+            raise _missing("tool_choice.allowed_tools.tools")
+        raise _bad_type("tool_choice.allowed_tools.tools", "an array", tools)
+    for j, tool in enumerate(tools):
+        where = f"tool_choice.allowed_tools.tools[{j}]"
         if not isinstance(tool, dict):
-            raise _bad_type(param, "an object", tool)
-        if tool.get("type") != "function":
-            if "type" not in tool:
-                raise _missing(f"{param}.type")
-            raise _invalid(f"{param}.type", f"value must be 'function'; got {tool['type']!r}.")
-        function = tool.get("function")
-        if function is None:
-            raise _missing(f"{param}.function")
-        if not isinstance(function, dict):
-            raise _bad_type(f"{param}.function", "an object", function)
-        name = function.get("name")
-        if name is None:
-            raise _missing(f"{param}.function.name")
-        if not isinstance(name, str):
-            raise _bad_type(f"{param}.function.name", "a string", name)
-        if not NAME_RE.match(name):
-            raise _invalid(
-                f"{param}.function.name",
-                f"string does not match pattern. Expected a string that matches the pattern "
-                f"'{NAME_RE.pattern}'; got {name!r}.",
-                "invalid_value",
-            )
-        for key, py, word in (
-            ("description", str, "a string"),
-            ("parameters", dict, "an object"),
-            ("strict", bool, "a boolean"),
-        ):
-            value = function.get(key)
-            if value is not None and not isinstance(value, py):
-                raise _bad_type(f"{param}.function.{key}", word, value)
+            raise _bad_type(where, "an object", tool)
+        inner = tool.get(tool.get("type")) if tool.get("type") in TOOL_TYPES else None
+        name = inner.get("name") if isinstance(inner, dict) else None
+        if name not in names:
+            raise _invalid(where, f"names tool {name!r}, which is not in 'tools'.")
 
 
 def _tool_choice(body: Mapping[str, Any]) -> None:
     choice = body.get("tool_choice")
     if choice is None:
         return
-    names = [t["function"]["name"] for t in body.get("tools") or [] if isinstance(t, dict)]
+    names = _tool_names(body.get("tools"))
     if isinstance(choice, str):
         if choice not in ("none", "auto", "required"):
             raise _invalid(
@@ -318,17 +417,21 @@ def _tool_choice(body: Mapping[str, Any]) -> None:
         return
     if not isinstance(choice, dict):
         raise _bad_type("tool_choice", "a string or an object", choice)
-    function = choice.get("function")
-    if choice.get("type") != "function" or not isinstance(function, dict):
+    kind = choice.get("type")
+    if kind == "allowed_tools":
+        _allowed_tools(choice, names)
+        return
+    named = choice.get(kind) if kind in TOOL_TYPES else None
+    if not isinstance(named, dict):
         raise _invalid(
             "tool_choice",
-            "expected {'type': 'function', 'function': {'name': ...}} for a named tool choice.",
+            "expected {'type': 'function', 'function': {'name': ...}}, {'type': 'custom', "
+            "'custom': {'name': ...}} or {'type': 'allowed_tools', 'allowed_tools': {...}}.",
         )
-    name = function.get("name")
-    if name not in names:
+    name = named.get("name")
+    if name not in _tool_names(body.get("tools"), kind):
         raise _invalid(
-            "tool_choice",
-            f"tool choice names function {name!r}, which is not in 'tools'.",
+            "tool_choice", f"tool choice names {kind} {name!r}, which is not in 'tools'."
         )
 
 
