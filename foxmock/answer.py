@@ -35,6 +35,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     chunks: list[str] | None = None
     argument_chunks: list[list[str] | None] = field(default_factory=list)
+    service_tier: str = "default"
 
 
 # what HTTP allows in a header name (RFC 9110 token), and the characters aiohttp's writer refuses
@@ -162,6 +163,25 @@ def _max_tokens(req: ChatRequest) -> int | None:
     return None
 
 
+def stop_at(content: str, sequences: list[str]) -> int | None:
+    """Where the first of the stop ``sequences`` starts in ``content``, or None."""
+    found = [i for i in (content.find(s) for s in sequences) if i >= 0]
+    return min(found) if found else None
+
+
+def _cut_chunks(chunks: list[str] | None, cut: int) -> list[str] | None:
+    """A scenario's ``chunks`` holding just the first ``cut`` characters of their text."""
+    if chunks is None:
+        return None
+    kept: list[str] = []
+    for chunk in chunks:
+        if cut <= 0:
+            break
+        kept.append(chunk[:cut])
+        cut -= len(chunk)
+    return [c for c in kept if c]
+
+
 def truncate(content: str, limit: int) -> str:
     """The first ``limit`` tokens of ``content``."""
     kept, seen = [], 0
@@ -204,6 +224,10 @@ def render_answer(
             f"scenario {scenario.name!r} ({scenario.where}) failed to render: {message}"
         ) from None
     finish = respond.finish_reason or ("tool_calls" if calls else "stop")
+    if req.stop and content and not calls:
+        cut = stop_at(content, req.stop)
+        if cut is not None:
+            content, chunks, finish = content[:cut], _cut_chunks(chunks, cut), "stop"
     limit = _max_tokens(req)
     # a recorded answer that was already cut (finish_reason length) keeps its exact text;
     # a recorded usage count is what the upstream counted, so it decides
@@ -225,6 +249,7 @@ def render_answer(
         headers=headers,
         chunks=chunks,
         argument_chunks=argument_chunks,
+        service_tier=req.service_tier,
     )
 
 
@@ -239,4 +264,5 @@ def completion_body(answer: Answer, completion_id: str, created: int, n: int = 1
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
         n=n,
+        service_tier=answer.service_tier,
     )

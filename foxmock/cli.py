@@ -22,6 +22,7 @@ from foxmock.config import (
     DEFAULT_PORT,
     Config,
     api_keys_from_env,
+    cors_from_env,
 )
 from foxmock.journal import DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_SIZE
 from foxmock.recorder.modes import MATCH_KEYS, RecordMode
@@ -172,6 +173,14 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="a Host name the admin API answers besides IP addresses, localhost, single-label "
         "names and --host (repeatable; env FOXMOCK_ADMIN_HOSTS, comma separated)",
+    )
+    serve.add_argument(
+        "--cors",
+        action="append",
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (scheme://host[:port]; * for any) call the API: "
+        "answer CORS preflights and add Access-Control-Allow-Origin, never on /_foxmock/ "
+        "(repeatable; env FOXMOCK_CORS, comma separated); default: off",
     )
     serve.add_argument(
         "--max-scenarios",
@@ -360,6 +369,7 @@ def _serve(args: argparse.Namespace) -> int:
         admin_token=args.admin_token,
         admin=args.admin,
         admin_hosts=[h.strip() for h in args.admin_host],
+        cors=args.cors or cors_from_env(),
         max_scenarios=args.max_scenarios,
         journal_size=args.journal_size,
     )

@@ -54,6 +54,7 @@ class Config:
     upstream_timeout: float = 120.0
     max_scenarios: int = 100_000  # admin additions may not make more scenarios than this
     admin_hosts: Sequence[str] = ()  # Host names the admin answers besides loopback ones
+    cors: Sequence[str] = ()  # origins whose web pages may call the API ("*": any); none: off
 
     def check(self) -> None:
         """Raise `ValueError` naming the first setting that is out of range."""
@@ -98,3 +99,10 @@ def api_keys_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     raw = env.get("FOXMOCK_API_KEYS", "")
     return [k.strip() for k in raw.split(",") if k.strip()]
+
+
+def cors_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """CORS origins from ``FOXMOCK_CORS`` (comma separated)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("FOXMOCK_CORS", "")
+    return [o.strip() for o in raw.split(",") if o.strip()]

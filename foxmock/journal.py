@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foxmock.openai.request import ChatRequest
+from foxmock.request_ids import next_request_id
 
 DEFAULT_JOURNAL_SIZE = 1000
 DEFAULT_JOURNAL_BYTES = 64 * 1024 * 1024
@@ -95,6 +96,7 @@ class Entry:
     tool_calls: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     duration_ms: float = 0.0
+    request_id: str = ""  # the x-request-id its response carries
     held: bool = True  # counted in its journal's bytes (False once evicted or cleared)
 
     @property
@@ -132,6 +134,7 @@ class Entry:
         """`to_json` but the body (which `journal_json` copies from ``raw`` as it is)."""
         return {
             "id": self.id,
+            "request_id": self.request_id,
             "time": self.time,
             "body_bytes": self.body_bytes,
             "status": self.status,
@@ -190,6 +193,7 @@ class Journal:
         """Begin an entry for a request; it is appended at once and completed in place.
         ``body`` is the raw body when it is known already; else `keep` adds it later."""
         entry = Entry(next(self._ids), time.time(), headers)  # by position: 0.2 µs less
+        entry.request_id = next_request_id()
         with self._lock:
             self._entries.append(entry)
             self.total += 1

@@ -101,7 +101,9 @@ class _Shaping:
         answer, n = self.answer, self.n
         include_usage = bool((self.req.body.get("stream_options") or {}).get("include_usage"))
         created = int(time.time())
-        build = ChunkBuilder(completion_id, created, answer.model, include_usage)
+        build = ChunkBuilder(
+            completion_id, created, answer.model, include_usage, answer.service_tier
+        )
         deltas, times = self.timed_deltas()
         # one choice's deltas are encoded once; the n choices are generated side by side, each
         # step carrying every choice's chunk, and frames are put together as they are sent

@@ -72,13 +72,20 @@ class ChunkBuilder:
     The shared part of every frame is encoded once; a frame costs one small encode of its delta.
     """
 
-    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool) -> None:
+    def __init__(
+        self,
+        completion_id: str,
+        created: int,
+        model: str,
+        include_usage: bool,
+        service_tier: str = "default",
+    ) -> None:
         self.base: dict[str, Any] = {
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "service_tier": "default",
+            "service_tier": service_tier,
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
         self.include_usage = include_usage

@@ -129,6 +129,19 @@ class ChatRequest:
         return choice if isinstance(choice, str) else None
 
     @cached_property
+    def service_tier(self) -> str:
+        """The tier an answer reports: the one asked for, ``auto`` (or none) as ``default``."""
+        tier = self.body.get("service_tier")
+        return tier if isinstance(tier, str) and tier != "auto" else "default"
+
+    @cached_property
+    def stop(self) -> list[str]:
+        """The stop sequences asked for (``stop``, a string or up to four), empty ones left out."""
+        stop = self.body.get("stop")
+        sequences = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+        return [s for s in sequences if isinstance(s, str) and s]
+
+    @cached_property
     def response_format(self) -> str:
         fmt = self.body.get("response_format")
         if isinstance(fmt, dict) and isinstance(fmt.get("type"), str):

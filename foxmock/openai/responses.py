@@ -52,6 +52,7 @@ def chat_completion(
     prompt_tokens: int,
     completion_tokens: int,
     n: int = 1,
+    service_tier: str = "default",
 ) -> dict[str, Any]:
     """A complete ``chat.completion`` object with ``n`` identical choices."""
     return {
@@ -64,7 +65,7 @@ def chat_completion(
             for i in range(n)
         ],
         "usage": usage_object(prompt_tokens, completion_tokens * n),
-        "service_tier": "default",
+        "service_tier": service_tier,
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
 

@@ -13,10 +13,13 @@ from foxmock.config import Config
 from foxmock.journal import Journal
 from foxmock.latency import Latency
 from foxmock.recorder.modes import RecordMode
+from foxmock.request_ids import stamp
 from foxmock.scenarios.store import ScenarioStore
 from foxmock.server import handlers
 from foxmock.server.admin import ADMIN_MODES, PREFIX, admin_app
 from foxmock.server.auth import check_api_key
+from foxmock.server.cors import CorsPolicy
+from foxmock.server.cors import install as install_cors
 from foxmock.server.errors import add_guarded, add_pathless, expect_handler
 from foxmock.server.state import STATE, ServerState
 from foxmock.server.watch import watch_ctx
@@ -56,6 +59,7 @@ def create_app(config: Config | None = None) -> web.Application:
     if config.admin not in ADMIN_MODES:
         raise ValueError(f"admin must be one of {', '.join(ADMIN_MODES)}, not {config.admin!r}")
     config.check()
+    cors = CorsPolicy.parse(config.cors)
     rng = random.Random(config.seed)
     engine = TemplateEngine(rng)
     store = ScenarioStore(config.scenario_paths(), engine, config.max_scenarios)
@@ -72,6 +76,7 @@ def create_app(config: Config | None = None) -> web.Application:
     state.recorder = make_recorder(config, store)
     app = web.Application(client_max_size=config.max_body_bytes)  # no middleware: see errors
     app[STATE] = state
+    app.on_response_prepare.append(stamp)
     chat = handlers.chat_completions  # its own guard, to spare the hottest route a layer
     app.router.add_post("/v1/chat/completions", chat, expect_handler=expect_handler)
     routes: list[tuple[str, str, Handler]] = [
@@ -79,6 +84,8 @@ def create_app(config: Config | None = None) -> web.Application:
         ("GET", "/v1/models/{model}", handlers.get_model),
         ("GET", "/healthz", handlers.healthz),
     ]
+    if cors is not None:  # before the catch-all, which would answer preflights with 405
+        install_cors(app, cors)
     add_guarded(app.router, routes, check_api_key)
     add_pathless(app.router)
     if config.admin != "off":  # its own catch-all answers under /_foxmock/

@@ -18,6 +18,7 @@ from foxmock.openai.responses import make_id, model_object
 from foxmock.openai.validation import decode_body, validate_chat_request
 from foxmock.plan import shape
 from foxmock.replay import Replay, ReplayCache, replay_key
+from foxmock.request_ids import REQUEST_KEY
 from foxmock.scenarios.model import Scenario, ScenarioSet
 from foxmock.server.auth import check_api_key
 from foxmock.server.delivery import deliver
@@ -113,6 +114,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     started = time.perf_counter()
     entry = state.journal.start(None, request.headers)
+    request[REQUEST_KEY] = entry.request_id  # the response's x-request-id (see app.py)
     try:
         raw = ready_body(request)
         if raw is None:

@@ -1,0 +1,134 @@
+"""Answers as faithful as the real API's: stop sequences, service tiers, request ids.
+
+Through the official SDK against a real server on a loopback port; every body and chunk is
+validated against OpenAI's spec.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import openai
+import pytest
+
+from foxmock.server.state import STATE
+from tests.conftest import StartServer
+
+SCENARIOS = """\
+version: 1
+scenarios:
+  - name: chunked
+    match: {last_user: chunked}
+    stream: {chunks: ["One, two", ", three. ", "Four, five."]}
+    respond: {}
+  - name: counting
+    respond: {content: "One, two, three. Four, five. END of the count."}
+"""
+FULL = "One, two, three. Four, five. END of the count."
+
+
+def _client(server: Any) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0)
+
+
+async def _answer(
+    server: Any, openapi: Any, text: str, stream: bool, **extra: Any
+) -> tuple[str, str, set[str]]:
+    """The content, finish reason and service tiers of an answer, streamed or not."""
+    body = {"model": "foxora-1", "messages": [{"role": "user", "content": text}], **extra}
+    async with _client(server) as client:
+        if not stream:
+            raw = await client.chat.completions.with_raw_response.create(**body)
+            data = raw.http_response.json()
+            openapi("CreateChatCompletionResponse", data)
+            choice = data["choices"][0]
+            return choice["message"]["content"], choice["finish_reason"], {data["service_tier"]}
+        content, finish, tiers = "", "", set()
+        async with client.chat.completions.with_streaming_response.create(
+            stream=True, **body
+        ) as response:
+            async for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                openapi("CreateChatCompletionStreamResponse", chunk)
+                tiers.add(chunk["service_tier"])
+                for choice in chunk["choices"]:
+                    content += choice["delta"].get("content") or ""
+                    finish = choice["finish_reason"] or finish
+        return content, finish, tiers
+
+
+STOPS = [
+    pytest.param("counting", ".", "One, two, three", id="one-string"),
+    pytest.param("counting", ["Four", ", three"], "One, two", id="earliest-of-several"),
+    pytest.param("counting", ["nowhere"], FULL, id="absent"),
+    pytest.param("counting", "One", "", id="at-the-start"),
+    pytest.param("chunked", ["Four"], "One, two, three. ", id="scenario-chunks"),
+    pytest.param("chunked", "two,", "One, ", id="across-chunks"),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["body", "stream"])
+@pytest.mark.parametrize(("text", "stop", "expected"), STOPS)
+async def test_stop_sequences_cut_the_content(
+    start_server: StartServer,
+    openapi: Any,
+    stream: bool,
+    text: str,
+    stop: str | list[str],
+    expected: str,
+) -> None:
+    server = await start_server(SCENARIOS)
+    content, finish, _ = await _answer(server, openapi, text, stream, stop=stop)
+    assert content == expected
+    assert finish == "stop"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["body", "stream"])
+@pytest.mark.parametrize(
+    ("asked", "reported"),
+    [(None, "default"), ("auto", "default"), ("default", "default"), ("flex", "flex")],
+)
+async def test_service_tier_reports_what_was_asked(
+    start_server: StartServer, openapi: Any, stream: bool, asked: str | None, reported: str
+) -> None:
+    server = await start_server(SCENARIOS)
+    extra = {} if asked is None else {"service_tier": asked}
+    _, _, tiers = await _answer(server, openapi, "counting", stream, **extra)
+    assert tiers == {reported}
+
+
+async def test_every_response_carries_a_request_id_the_journal_records(
+    start_server: StartServer, openapi: Any
+) -> None:
+    server = await start_server(SCENARIOS, api_keys=["k"])
+    journal = server.app[STATE].journal
+    body = {"model": "foxora-1", "messages": [{"role": "user", "content": "hi"}]}
+    async with _client(server) as client:
+        completion = await client.chat.completions.create(**body)  # type: ignore[call-overload]
+        async with client.chat.completions.with_streaming_response.create(
+            stream=True, **body
+        ) as response:
+            await response.read()
+            streamed = response.headers["x-request-id"]
+        with pytest.raises(openai.BadRequestError) as bad:
+            await client.chat.completions.create(model="foxora-1", messages=[])
+        models = await client.models.with_raw_response.list()
+    async with openai.AsyncOpenAI(base_url=server.base_url, api_key="no", max_retries=0) as other:
+        with pytest.raises(openai.AuthenticationError) as unauthorized:
+            await other.chat.completions.create(**body)  # type: ignore[call-overload]
+    ids = [
+        completion._request_id,
+        streamed,
+        bad.value.request_id,
+        models.headers["x-request-id"],
+        unauthorized.value.request_id,
+    ]
+    assert all(isinstance(i, str) and re.fullmatch(r"req_[0-9a-f]{32}", i) for i in ids), ids
+    assert len(set(ids)) == len(ids)
+    # the three chat requests that got past the key check are journaled under their ids
+    assert [e.request_id for e in journal.entries()] == ids[:3]
+    assert journal.entries()[0].to_json()["request_id"] == ids[0]
