@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from foxmock.logprobs import choice_logprobs
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import assistant_message, chat_completion, make_id, tool_call_object
 from foxmock.openai.validation import loads_strict
@@ -36,6 +37,7 @@ class Answer:
     chunks: list[str] | None = None
     argument_chunks: list[list[str] | None] = field(default_factory=list)
     service_tier: str = "default"
+    top_logprobs: int | None = None  # with logprobs: true, how many alternatives each token lists
 
 
 # what HTTP allows in a header name (RFC 9110 token), and the characters aiohttp's writer refuses
@@ -250,6 +252,7 @@ def render_answer(
         chunks=chunks,
         argument_chunks=argument_chunks,
         service_tier=req.service_tier,
+        top_logprobs=req.top_logprobs,
     )
 
 
@@ -265,4 +268,5 @@ def completion_body(answer: Answer, completion_id: str, created: int, n: int = 1
         completion_tokens=answer.completion_tokens,
         n=n,
         service_tier=answer.service_tier,
+        logprobs=choice_logprobs(answer.content, answer.top_logprobs),
     )

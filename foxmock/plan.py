@@ -14,6 +14,7 @@ from foxmock.answer import Answer, RenderError, completion_body, render_answer
 from foxmock.config import DEFAULT_MAX_ANSWER
 from foxmock.faults import MALFORMED_FRAME, fault_error, fires
 from foxmock.latency import Latency
+from foxmock.logprobs import choice_logprobs
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import make_id
 from foxmock.scenarios.model import Fault, Scenario
@@ -107,7 +108,16 @@ class _Shaping:
         deltas, times = self.timed_deltas()
         # one choice's deltas are encoded once; the n choices are generated side by side, each
         # step carrying every choice's chunk, and frames are put together as they are sent
-        middles = [build.middle(step.delta, step.finish) for step in deltas]
+        top = answer.top_logprobs
+        if top is None:
+            middles = [build.middle(step.delta, step.finish) for step in deltas]
+        else:  # each chunk carries the log probabilities of its own content's tokens
+            middles = [
+                build.middle(
+                    step.delta, step.finish, choice_logprobs(step.delta.get("content"), top)
+                )
+                for step in deltas
+            ]
         extra = [DONE]
         if include_usage:
             extra.insert(0, sse(build.usage(answer.prompt_tokens, answer.completion_tokens * n)))

@@ -103,10 +103,13 @@ class ChunkBuilder:
         """What every choice frame starts with, up to its choice index."""
         return self._head.encode()
 
-    def middle(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def middle(
+        self, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None
+    ) -> bytes:
         """What a choice frame holds after its index: ``head() + index + middle`` is a frame."""
+        chosen = "null" if logprobs is None else _compact(logprobs)
         return (
-            f',"delta":{_compact(delta)},"logprobs":null,"finish_reason":{_compact(finish)}'
+            f',"delta":{_compact(delta)},"logprobs":{chosen},"finish_reason":{_compact(finish)}'
             f"{self._tail}"
         ).encode()
 

@@ -132,3 +132,50 @@ async def test_every_response_carries_a_request_id_the_journal_records(
     # the three chat requests that got past the key check are journaled under their ids
     assert [e.request_id for e in journal.entries()] == ids[:3]
     assert journal.entries()[0].to_json()["request_id"] == ids[0]
+
+
+@pytest.mark.parametrize("top", [None, 0, 3, 20])
+async def test_logprobs_cover_every_token_deterministically(
+    start_server: StartServer, openapi: Any, top: int | None
+) -> None:
+    server = await start_server(SCENARIOS)
+    body: dict[str, Any] = {
+        "model": "foxora-1",
+        "messages": [{"role": "user", "content": "counting"}],
+        "logprobs": True,
+    }
+    if top is not None:
+        body["top_logprobs"] = top
+    async with _client(server) as client:
+        first = await client.chat.completions.create(**body)
+        again = await client.chat.completions.create(**body)
+        plain = await client.chat.completions.create(**{**body, "logprobs": False})
+        chunks = []
+        async with client.chat.completions.with_streaming_response.create(
+            stream=True, **body
+        ) as response:
+            async for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    chunk = json.loads(line[6:])
+                    openapi("CreateChatCompletionStreamResponse", chunk)
+                    chunks.append(chunk)
+    openapi("CreateChatCompletionResponse", first.model_dump(exclude_unset=True))
+    assert plain.choices[0].logprobs is None
+    logprobs = first.choices[0].logprobs
+    assert logprobs is not None and logprobs.content is not None
+    assert "".join(t.token for t in logprobs.content) == FULL
+    for token in logprobs.content:
+        assert -2 < token.logprob < 0
+        assert bytes(token.bytes or []) == token.token.encode()
+        assert len(token.top_logprobs) == (top or 0)
+        if top:
+            assert token.top_logprobs[0].token == token.token
+            assert [t.logprob for t in token.top_logprobs] == sorted(
+                (t.logprob for t in token.top_logprobs), reverse=True
+            )
+    assert again.choices[0].logprobs == logprobs  # the same answer, the same figures
+    streamed = [
+        t for c in chunks for ch in c["choices"] for t in (ch["logprobs"] or {}).get("content", [])
+    ]
+    assert "".join(t["token"] for t in streamed) == FULL
+    assert all(c["choices"][0]["logprobs"] is not None for c in chunks if c["choices"])

@@ -135,6 +135,15 @@ class ChatRequest:
         return tier if isinstance(tier, str) and tier != "auto" else "default"
 
     @cached_property
+    def top_logprobs(self) -> int | None:
+        """With ``logprobs: true``, the alternatives each token lists (``top_logprobs``, 0 when
+        absent); None when log probabilities were not asked for."""
+        if self.body.get("logprobs") is not True:
+            return None
+        top = self.body.get("top_logprobs")
+        return top if isinstance(top, int) and not isinstance(top, bool) else 0
+
+    @cached_property
     def stop(self) -> list[str]:
         """The stop sequences asked for (``stop``, a string or up to four), empty ones left out."""
         stop = self.body.get("stop")

@@ -53,6 +53,7 @@ def chat_completion(
     completion_tokens: int,
     n: int = 1,
     service_tier: str = "default",
+    logprobs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A complete ``chat.completion`` object with ``n`` identical choices."""
     return {
@@ -61,7 +62,12 @@ def chat_completion(
         "created": created,
         "model": model,
         "choices": [
-            {"index": i, "message": dict(message), "logprobs": None, "finish_reason": finish_reason}
+            {
+                "index": i,
+                "message": dict(message),
+                "logprobs": logprobs,
+                "finish_reason": finish_reason,
+            }
             for i in range(n)
         ],
         "usage": usage_object(prompt_tokens, completion_tokens * n),
