@@ -27,7 +27,8 @@ ENV PATH=/opt/foxmock/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     FOXMOCK_HOST=0.0.0.0 \
     FOXMOCK_PORT=8080 \
-    FOXMOCK_SCENARIOS=/scenarios
+    FOXMOCK_SCENARIOS=/scenarios \
+    FOXMOCK_READY_FILE=/tmp/foxmock-ready
 USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 CMD ["foxmock", "healthcheck"]

@@ -302,8 +302,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     health.add_argument(
         "--url",
-        default=f"http://127.0.0.1:{os.environ.get('FOXMOCK_PORT', DEFAULT_PORT)}/healthz",
-        help="the health URL (default: this machine, port FOXMOCK_PORT)",
+        default=None,
+        help="the health URL (default: the one serve wrote to FOXMOCK_READY_FILE, else this "
+        "machine at port FOXMOCK_PORT)",
     )
     return parser
 
@@ -389,6 +390,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     def ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
+        _write_ready_file(health_url(host, port))
         print(f"foxmock: {count} scenarios from {paths}", flush=True)
         print(f"foxmock: serving on http://{shown}:{port}/v1 (Ctrl+C to stop)", flush=True)
 
@@ -462,10 +464,51 @@ def _schema() -> int:
     return 0
 
 
-def _healthcheck(url: str) -> int:
+READY_FILE = "FOXMOCK_READY_FILE"  # where serve writes its health URL once it listens
+
+
+def health_url(host: str, port: int) -> str:
+    """The URL a process on this machine reaches the server's ``/healthz`` at."""
+    if host in ("", "0.0.0.0", "::"):  # every address: loopback is one of them
+        host = "::1" if host == "::" else "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/healthz"
+
+
+def _write_ready_file(url: str) -> None:
+    """Write ``url`` to ``$FOXMOCK_READY_FILE`` (when set), whole or not at all."""
+    path = os.environ.get(READY_FILE)
+    if not path:
+        return
+    try:
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "w", encoding="utf-8") as out:
+            out.write(url + "\n")
+        os.replace(temporary, path)
+    except OSError as exc:
+        print(f"foxmock: cannot write {READY_FILE} {path!r}: {exc}", file=sys.stderr)
+
+
+def _default_health_url() -> str:
+    """The health URL serve left in ``$FOXMOCK_READY_FILE``, else this machine's
+    ``FOXMOCK_PORT``: the container's check follows ``serve --port N`` however it was set."""
+    path = os.environ.get(READY_FILE)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as ready:
+                url = ready.read(4096).strip()
+            if url.startswith("http://"):
+                return url
+        except OSError:
+            pass
+    return f"http://127.0.0.1:{os.environ.get('FOXMOCK_PORT', DEFAULT_PORT)}/healthz"
+
+
+def _healthcheck(url: str | None) -> int:
     import urllib.error
     import urllib.request
 
+    url = url or _default_health_url()
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             ok = response.status == 200

@@ -192,6 +192,19 @@ def test_bundled_scenarios_serve_when_nothing_is_mounted(
     assert (reply.choices[0].message.content or "").startswith("SOLID")
 
 
+def test_healthcheck_follows_the_port_serve_was_given(
+    image: str, containers: list[Container]
+) -> None:
+    """``serve --port N`` over the image's FOXMOCK_PORT: the HEALTHCHECK still finds it."""
+    port = free_port()
+    container = Container(image, free_port(), "serve", "--port", str(port))
+    container.port = port
+    containers.append(container)
+    container.wait_healthy()
+    models = openai.OpenAI(base_url=container.base_url, api_key="x", max_retries=0).models.list()
+    assert models.data
+
+
 def test_configuration_by_environment(image: str, containers: list[Container]) -> None:
     container = Container(image, free_port(), options=("-e", "FOXMOCK_API_KEYS=sk-container"))
     containers.append(container)
