@@ -24,6 +24,7 @@ Validate = Callable[[str, Any], None]
 BUNDLED = [
     "rate-limit-demo",
     "solid-summary",
+    "count-to-five",
     "weather-asks-tool",
     "weather-answers",
     "json-schema-synthesised",

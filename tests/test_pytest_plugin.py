@@ -159,7 +159,7 @@ async def test_marker_applies_to_foxmock_async(foxmock_async):
 
 async def test_each_foxmock_async_is_a_new_server(foxmock_async):
     assert foxmock_async.journal.count() == 0
-    assert len(foxmock_async.state.scenarios) == 7
+    assert len(foxmock_async.state.scenarios) == 8  # the bundled scenarios
 """
         )
     )
