@@ -19,6 +19,7 @@ from foxmock.config import (
     DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_ANSWER,
     DEFAULT_MAX_BODY,
+    DEFAULT_MAX_RECORD_BYTES,
     DEFAULT_PORT,
     Config,
     api_keys_from_env,
@@ -288,6 +289,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up on an upstream that sends nothing for this long (504)",
     )
+    record.add_argument(
+        "--max-record-bytes",
+        type=int,
+        default=_env_number("FOXMOCK_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, int),
+        metavar="N",
+        help="an upstream answer larger than N bytes is relayed in full but not recorded "
+        "(env FOXMOCK_MAX_RECORD_BYTES)",
+    )
     _server_options(record)
 
     validate = commands.add_parser(
@@ -334,6 +343,7 @@ def _record_options(args: argparse.Namespace) -> dict[str, Any]:
         "allow_secrets": args.allow_secrets,
         "record_match": match_on,
         "upstream_timeout": args.upstream_timeout,
+        "max_record_bytes": args.max_record_bytes,
         "bundled": False,
     }
 

@@ -14,6 +14,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_MAX_ANSWER = 64 * 1024 * 1024
+DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024  # a larger upstream answer is relayed, not recorded
 DEFAULT_HEAD_TIMEOUT = 5.0
 DEFAULT_KEEPALIVE_TIMEOUT = 15.0
 
@@ -52,6 +53,7 @@ class Config:
     allow_secrets: bool = False
     record_match: Sequence[str] = ("model", "messages", "tools")
     upstream_timeout: float = 120.0
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     max_scenarios: int = 100_000  # admin additions may not make more scenarios than this
     admin_hosts: Sequence[str] = ()  # Host names the admin answers besides loopback ones
     cors: Sequence[str] = ()  # origins whose web pages may call the API ("*": any); none: off
@@ -66,6 +68,7 @@ class Config:
             "journal bytes": self.journal_bytes,
             "max body bytes": self.max_body_bytes,
             "max scenarios": self.max_scenarios,
+            "max record bytes": self.max_record_bytes,
         }
         for name, value in positive.items():
             if not value > 0:

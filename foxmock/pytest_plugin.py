@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from foxmock.recorder import Recorder, RecorderSettings, RecordMode
+from foxmock.server.app import RECORDING_GRACE
 from foxmock.testing import MockServer
 
 SETTINGS = (
@@ -131,6 +132,16 @@ def recordings_dir(item: pytest.Item) -> Path:
     base = Path(bases[0]) if bases else test_file.parent / "recordings"
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", item.name).strip("-") or "test"
     return base / test_file.stem / name
+
+
+def _finish_recordings(server: MockServer) -> None:
+    """Wait for this test's recordings to be written and served, then stop recording: none
+    lands in the next test's scenarios."""
+    recorder = server.state.recorder
+    server.state.recorder = None
+    if recorder is not None:
+        recorder.wait(RECORDING_GRACE)
+        recorder.close()
 
 
 def _attach_recordings(server: MockServer, item: pytest.Item, settings: dict[str, Any]) -> None:
@@ -255,7 +266,7 @@ def foxmock(
     item.stash[_SERVER_KEY] = foxmock_server
     _wire_environment(foxmock_server, monkeypatch)
     yield foxmock_server
-    foxmock_server.state.recorder = None
+    _finish_recordings(foxmock_server)
     foxmock_server.reset()
 
 
@@ -290,6 +301,10 @@ if pytest_asyncio is not None:
             item.stash[_SERVER_KEY] = server
             _wire_environment(server, monkeypatch)
             yield server
+            recorder = server.state.recorder
+            if recorder is not None:
+                await recorder.drain(RECORDING_GRACE)
+                recorder.close()
 
 
 def strict_report(server: MockServer, settings: dict[str, Any]) -> str | None:

@@ -433,3 +433,148 @@ def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> bo
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+# the one line a recorder logs when it is done with a recording, whether written or not
+RECORDING_OUTCOME = re.compile(
+    r"recorded #\d+ as |refusing to write recording #|not writing recording #"
+    r"|\(recording #\d+\): .*nothing recorded|could not write recording #"
+)
+
+
+def settled(proc: FoxmockProcess, count: int, timeout: float = 15.0) -> bool:
+    """Wait until the recorder ``proc`` is done with ``count`` recordings (written or not):
+    recordings are written after the client has its answer."""
+    return wait_for(lambda: len(RECORDING_OUTCOME.findall(proc.log())) >= count, timeout)
+
+
+# A hostile "real API", run as its own process: ``python hostile_upstream.py``. What it answers
+# is written as JSON in the last user message: {"json": ANY, "status": N} (that JSON as the
+# body), {"raw": TEXT, "status": N}, {"sse": [EVENT or raw TEXT, ...], "done": true}, or sizes:
+# {"big_json_mib": N} (one non-stream answer of N MiB, sent in pieces), {"big_sse_mib": N} (a
+# stream of N MiB of events) and {"one_event_mib": N} (one SSE event of N MiB, in pieces).
+HOSTILE_UPSTREAM = """\
+import asyncio
+import json
+
+from aiohttp import web
+
+PIECE = 256 * 1024
+
+
+def chunk(content):
+    return {"id": "chatcmpl-hostile", "object": "chat.completion.chunk", "created": 1,
+            "model": "foxora-1",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+
+
+async def chat(request):
+    body = await request.json()
+    try:
+        spec = json.loads(body["messages"][-1]["content"])
+    except (ValueError, KeyError, TypeError):
+        spec = {"json": {"choices": [{"message": {"role": "assistant", "content": "hi"}}]}}
+    status = spec.get("status", 200)
+    if "json" in spec or "raw" in spec:
+        text = spec["raw"] if "raw" in spec else json.dumps(spec["json"])
+        return web.Response(status=status, text=text, content_type="application/json")
+    stream = "big_json_mib" not in spec
+    reply = web.StreamResponse(
+        status=status,
+        headers={"Content-Type": "text/event-stream" if stream else "application/json"},
+    )
+    await reply.prepare(request)
+    if "sse" in spec:
+        for event in spec["sse"]:
+            data = event if isinstance(event, str) else json.dumps(event)
+            await reply.write(b"data: " + data.encode() + b"\\n\\n")
+    elif "big_json_mib" in spec:
+        size = int(spec["big_json_mib"] * 1024 * 1024)
+        await reply.write(b'{"choices": [{"message": {"role": "assistant", "content": "')
+        for start in range(0, size, PIECE):
+            await reply.write(b"a" * min(PIECE, size - start))
+        await reply.write(b'"}, "finish_reason": "stop"}]}')
+    elif "big_sse_mib" in spec:
+        size = int(spec["big_sse_mib"] * 1024 * 1024)
+        event = b"data: " + json.dumps(chunk("b" * 65536)).encode() + b"\\n\\n"
+        for _ in range(0, size, len(event)):
+            await reply.write(event)
+    elif "one_event_mib" in spec:
+        size = int(spec["one_event_mib"] * 1024 * 1024)
+        head, tail = json.dumps(chunk("@")).encode().split(b"@")
+        await reply.write(b"data: " + head)
+        for start in range(0, size, PIECE):
+            await reply.write(b"c" * min(PIECE, size - start))
+        await reply.write(tail + b"\\n\\n")
+    if stream and spec.get("done", True):
+        await reply.write(b"data: [DONE]\\n\\n")
+    await reply.write_eof()
+    return reply
+
+
+async def main():
+    app = web.Application(client_max_size=1 << 26)
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    print(f"hostile upstream: serving on http://127.0.0.1:{port}/v1", flush=True)
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+"""
+
+# A ``foxmock record`` process whose recorder is built with a given ``max_record_bytes``:
+# ``python capped_recorder.py UPSTREAM OUT MAX_RECORD_BYTES MODE``.
+CAPPED_RECORDER = """\
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from foxmock.config import Config
+from foxmock.recorder.modes import RecordMode
+from foxmock.recorder.proxy import Recorder, RecorderSettings
+from foxmock.server import STATE, create_app
+from foxmock.server.run import serve_forever
+
+upstream, out, cap, mode = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s",
+                    stream=sys.stdout)
+config = Config(scenarios=[], recordings=str(out), bundled=False)
+app = create_app(config)
+state = app[STATE]
+settings = RecorderSettings(RecordMode.parse(mode), upstream, out, max_record_bytes=cap)
+state.recorder = Recorder(settings, state.store)
+
+
+def ready(host, port):
+    print(f"capped recorder: serving on http://{host}:{port}/v1", flush=True)
+
+
+asyncio.run(serve_forever(app, "127.0.0.1", 0, on_ready=ready))
+"""
+
+
+def start_script(processes: Processes, name: str, source: str, *args: str) -> FoxmockProcess:
+    """Run ``source`` as its own Python process (it prints ``serving on URL``)."""
+    script = processes.workdir / f"{name}.py"
+    script.write_text(source, "utf-8")
+    log = processes.workdir / f"{name}-{len(processes.started)}.log"
+    process = FoxmockProcess(
+        list(args), cwd=processes.workdir, log=log, command=[sys.executable, str(script)]
+    )
+    processes.started.append(process)
+    return process
+
+
+def peak_rss_bytes(proc: FoxmockProcess) -> tuple[int, int]:
+    """(current, peak) resident memory of ``proc``, from /proc (Linux)."""
+    fields = {}
+    for line in Path(f"/proc/{proc.proc.pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024

@@ -52,6 +52,7 @@ from tests.recording_support import (
     recordings,
     running_processes,
     running_upstream,
+    settled,
     wait_for,
 )
 
@@ -462,6 +463,7 @@ def test_record_mode_always_forwards_and_rewrites(
     recorder = procs.recorder(shared_upstream, out, mode="record")
     with sdk(recorder) as client:
         body = create(client, openapi, messages=user(question))
+    assert settled(recorder, 1), recorder.log()
     # the recording matched, yet the answer came from the upstream ...
     assert body["choices"][0]["message"]["content"] == CAPITAL_ANSWER
     assert shared_upstream.requests_containing(question) == 2
@@ -473,6 +475,7 @@ def test_record_mode_always_forwards_and_rewrites(
 
     with sdk(recorder) as client:
         create(client, openapi, messages=user(question))
+    assert settled(recorder, 2), recorder.log()
     assert shared_upstream.requests_containing(question) == 3
     assert recordings(out) == [path]
     assert_no_temp_files(out)
@@ -499,6 +502,7 @@ def test_record_missing_replays_what_exists_and_records_the_rest(
         live = create(client, openapi, messages=user(fresh))
         assert live["choices"][0]["message"]["content"] == f"Upstream says: {fresh}"
         assert shared_upstream.requests_containing(fresh) == 1
+        assert settled(recorder, 1), recorder.log()
         assert len(recordings(out)) == 2
         # the new recording is served at once, without the upstream
         again = create(client, openapi, messages=user(fresh))
@@ -656,6 +660,7 @@ def test_key_shaped_answers_are_refused_unless_allowed(
     assert all_files(strict_out) == []
     assert wait_for(lambda: "refusing to write recording" in recorder.log()), recorder.log()
     assert_serves(recorder, openapi, "after a refused recording")
+    assert settled(recorder, 2), recorder.log()
     assert len(recordings(strict_out)) == 1
     assert leaks(strict_out, (KEY_SHAPED, CLIENT_KEY)) == []
 
@@ -672,6 +677,7 @@ def test_key_shaped_answers_are_refused_unless_allowed(
         assert CLIENT_KEY in echo["choices"][0]["message"]["content"]
         # ... nor when the key is in the request itself
         create(client, openapi, messages=user(f"my key is {CLIENT_KEY}"))
+    assert settled(allowing, 3), allowing.log()
     files = recordings(allowed_out)
     assert len(files) == 1, [p.name for p in files]
     assert KEY_SHAPED in files[0].read_text("utf-8")
@@ -785,6 +791,7 @@ def test_match_on_template_markers_and_unicode_replay_verbatim(
         assert first["choices"][0]["message"]["content"] == markers
         second = create(client, openapi, messages=user(unicode_text))
         assert second["choices"][0]["message"]["content"] == f"Upstream says: {unicode_text}"
+    assert settled(recorder, 2), recorder.log()
     files = recordings(out)
     assert len(files) == 2
     for path in files:
@@ -844,6 +851,7 @@ async def test_concurrent_distinct_requests_write_one_valid_file_each(
     questions = [f"Concurrent question number {i}" for i in range(30)]
     answers = await _gather(recorder, questions)
     assert answers == [f"Upstream says: {q}" for q in questions]
+    assert settled(recorder, 30), recorder.log()
     assert_valid_recordings(out, 30)
 
 
@@ -856,6 +864,8 @@ async def test_concurrent_identical_requests_write_one_file(
     question = f"The same question, twenty times ({mode})"
     answers = await _gather(recorder, [question] * 20)
     assert answers == [f"Upstream says: {question}"] * 20
+    # one recording per request that reached the upstream (the others replayed one)
+    assert settled(recorder, shared_upstream.requests_containing(question)), recorder.log()
     assert_valid_recordings(out, 1)
 
 
@@ -999,7 +1009,7 @@ async def test_recordings_are_written_off_the_event_loop_one_at_a_time_in_order(
     busy = threading.Lock()
     real = proxy.write_recording
 
-    def slow_write(*args: Any, **kwargs: Any) -> Path:
+    def slow_write(*args: Any, **kwargs: Any) -> Any:
         assert busy.acquire(blocking=False), "two recordings written at once"
         try:
             writers.append(threading.get_ident())
@@ -1023,12 +1033,15 @@ async def test_recordings_are_written_off_the_event_loop_one_at_a_time_in_order(
         Exchange(
             request={"model": MODEL, "messages": user("The same question")},
             status=200,
-            body={"choices": [{"message": {"role": "assistant", "content": a}}]},
+            body=json.dumps(
+                {"choices": [{"message": {"role": "assistant", "content": a}}]}
+            ).encode(),
             complete=True,
         )
         for a in answers
     ]
-    names = await asyncio.gather(*(recorder._record(e, []) for e in exchanges))
+    jobs = [recorder.record(e, []) for e in exchanges]  # returns at once: written off the loop
+    names = await asyncio.gather(*map(asyncio.wrap_future, jobs))
     ticker.cancel()
     assert len(set(names)) == 1 and names[0] is not None
     assert len(writers) == 5 and threading.get_ident() not in writers
@@ -1094,8 +1107,10 @@ def test_upstream_timeout_is_504_and_nothing_written(
             error = exc.response.json()["error"]
             assert error["code"] == "upstream_timeout"
             assert error["type"] == "upstream_error"
+            assert settled(recorder, int(streamed)), recorder.log()
             assert len(all_files(out)) == int(streamed)  # the good request after the first
             assert_serves(recorder, openapi, f"after a timeout {streamed}")
+    assert settled(recorder, 2), recorder.log()
     assert len(recordings(out)) == 2  # the good requests after each failure
     assert not any("hang" in p.name for p in all_files(out))
 
@@ -1215,6 +1230,7 @@ def test_upstream_errors_are_relayed_and_recorded_as_faults(
     assert shared_upstream.requests_containing(text) == 2
 
     # recorded as a fault scenario ...
+    assert settled(recorder, 1), recorder.log()
     files = recordings(out)
     assert len(files) == 1
     scenario = scenario_of(files[0])

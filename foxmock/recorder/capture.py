@@ -13,7 +13,6 @@ from foxmock.openai.request import ChatRequest
 from foxmock.recorder.redact import REDACTED, Redactor, scrub, secrets_in
 
 DEFAULT_MATCH = ("model", "messages", "tools")
-_MARKERS = ("{{", "{%", "{#")
 
 
 @dataclass
@@ -30,15 +29,41 @@ class Exchange:
     complete: bool = False
 
 
-def literal(text: str) -> str:
-    """``text`` as a template that renders to exactly itself."""
-    if not any(marker in text for marker in _MARKERS):
-        return text
-    return (
-        "{% raw %}"
-        + text.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}{% raw %}")
-        + "{% endraw %}"
-    )
+def _text(value: Any, what: str) -> str:
+    """``value`` if it is a string; a `ValueError` naming ``what`` otherwise (the upstream's
+    answer is data: a wrong type skips the recording, it never breaks the relay)."""
+    if not isinstance(value, str):
+        raise ValueError(f"the upstream's {what} is a {type(value).__name__}, not a string")
+    return value
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"the upstream's {what} is a {type(value).__name__}, not an object")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"the upstream's {what} is a {type(value).__name__}, not a list")
+    return value
+
+
+def redact_json_text(text: str, redactor: Redactor) -> str:
+    """``text`` redacted; if it is JSON (tool-call arguments), its decoded strings are redacted
+    too (a pattern then also finds text written with ``\\u`` escapes), re-encoded only when
+    that changed something."""
+    out = redactor.text(text)
+    if not redactor.patterns:
+        return out
+    try:
+        value = json.loads(out)
+    except (ValueError, RecursionError):
+        return out
+    redacted = redactor.deep(value)
+    return out if redacted == value else json.dumps(redacted, ensure_ascii=False)
 
 
 def _ms(seconds: float) -> str:
@@ -98,22 +123,28 @@ def assemble(events: Sequence[tuple[float, dict[str, Any]]]) -> dict[str, Any]:
     for _, event in events:
         model = event.get("model", model)
         usage = event.get("usage") or usage
-        for choice in event.get("choices") or []:
+        for choice in _list(event.get("choices"), "choices"):
+            choice = _object(choice, "choice")
             if choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
+            delta = _object(choice.get("delta") or {}, "delta")
             if delta.get("content"):
-                content.append(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                slot = calls.setdefault(call.get("index", 0), {"chunks": []})
+                content.append(_text(delta["content"], "content"))
+            for call in _list(delta.get("tool_calls"), "tool_calls"):
+                call = _object(call, "tool call")
+                index = call.get("index", 0)
+                if not isinstance(index, int) or isinstance(index, bool):
+                    raise ValueError("the upstream's tool call index is not an integer")
+                slot = calls.setdefault(index, {"chunks": []})
                 if call.get("id"):
-                    slot["id"] = call["id"]
-                function = call.get("function") or {}
+                    slot["id"] = _text(call["id"], "tool call id")
+                function = _object(call.get("function") or {}, "tool call function")
                 if function.get("name"):
-                    slot["name"] = function["name"]
+                    slot["name"] = _text(function["name"], "tool name")
                 if function.get("arguments"):
-                    slot["chunks"].append(function["arguments"])
-            finish = choice.get("finish_reason") or finish
+                    slot["chunks"].append(_text(function["arguments"], "tool arguments"))
+            if choice.get("finish_reason"):
+                finish = _text(choice["finish_reason"], "finish_reason")
     return {
         "content": content,
         "tool_calls": [calls[i] for i in sorted(calls)],
@@ -140,35 +171,40 @@ def _usage(usage: Any) -> dict[str, int]:
 
 
 def _respond_from_body(body: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
-    choice = (body.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
+    choice = _object((_list(body.get("choices"), "choices") or [{}])[0], "choice")
+    message = _object(choice.get("message") or {}, "message")
     respond: dict[str, Any] = {}
     if message.get("content") is not None:
-        respond["content"] = literal(redactor.text(message["content"]))
+        respond["content"] = redactor.text(_text(message["content"], "content"))
     calls = []
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
+    for call in _list(message.get("tool_calls"), "tool_calls"):
+        call = _object(call, "tool call")
+        function = _object(call.get("function") or {}, "tool call function")
+        arguments = _text(function.get("arguments") or "{}", "tool arguments")
         out = {
-            "name": function.get("name"),
-            "arguments": literal(redactor.text(function.get("arguments") or "{}")),
+            "name": redactor.text(_text(function.get("name"), "tool name")),
+            "arguments": redact_json_text(arguments, redactor),
         }
         if call.get("id"):
-            out["id"] = call["id"]
+            out["id"] = redactor.text(_text(call["id"], "tool call id"))
         calls.append(out)
     if calls:
         respond["tool_calls"] = calls
     if choice.get("finish_reason"):
-        respond["finish_reason"] = choice["finish_reason"]
+        respond["finish_reason"] = _text(choice["finish_reason"], "finish_reason")
     if usage := _usage(body.get("usage")):
         respond["usage"] = usage
     return respond
 
 
-def _redacted_chunks(chunks: Sequence[str], redactor: Redactor) -> list[str]:
+def _redacted_chunks(
+    chunks: Sequence[str], redactor: Redactor, json_text: bool = False
+) -> list[str]:
     """Chunks as received, unless redaction changes their joined text (a secret may span
-    chunks): then the redacted text as one chunk."""
+    chunks): then the redacted text as one chunk. ``json_text``: tool-call arguments, whose
+    decoded strings are redacted too."""
     joined = "".join(chunks)
-    redacted = redactor.text(joined)
+    redacted = redact_json_text(joined, redactor) if json_text else redactor.text(joined)
     return list(chunks) if redacted == joined else [redacted]
 
 
@@ -178,14 +214,14 @@ def _respond_from_stream(
     respond: dict[str, Any] = {}
     stream: dict[str, Any] = {}
     if assembled["content"]:
-        stream["chunks"] = [literal(c) for c in _redacted_chunks(assembled["content"], redactor)]
+        stream["chunks"] = _redacted_chunks(assembled["content"], redactor)
     calls = []
     for call in assembled["tool_calls"]:
-        out: dict[str, Any] = {"name": call.get("name")}
+        out: dict[str, Any] = {"name": redactor.text(_text(call.get("name"), "tool name"))}
         if call.get("id"):
-            out["id"] = call["id"]
+            out["id"] = redactor.text(call["id"])
         if call["chunks"]:
-            out["chunks"] = [literal(c) for c in _redacted_chunks(call["chunks"], redactor)]
+            out["chunks"] = _redacted_chunks(call["chunks"], redactor, json_text=True)
         else:
             out["arguments"] = "{}"
         calls.append(out)
@@ -216,18 +252,20 @@ def _fault(status: int, body: Any, redactor: Redactor) -> dict[str, Any]:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         text = body if isinstance(body, str) else json.dumps(body)
-        return {"status": status, "message": literal(redactor.text(text[:2000]))}
+        return {"status": status, "message": redactor.text(text[:2000])}
     fault: dict[str, Any] = {"status": status}
-    fault["message"] = literal(redactor.text(str(error.get("message") or f"HTTP {status}")))
+    fault["message"] = redactor.text(str(error.get("message") or f"HTTP {status}"))
     for key in ("type", "code", "param"):
         if isinstance(error.get(key), str):
             fault[key] = error[key]
     return fault
 
 
-def _answered_model(respond: dict[str, Any], request: dict[str, Any], model: Any) -> None:
+def _answered_model(
+    respond: dict[str, Any], request: dict[str, Any], model: Any, redactor: Redactor
+) -> None:
     if isinstance(model, str) and model and model != request.get("model"):
-        respond["model"] = literal(model)
+        respond["model"] = redactor.text(model)
 
 
 def recording_name(
@@ -263,6 +301,7 @@ def build_scenario(
     scenario: dict[str, Any] = {
         "name": recording_name(exchange.request, match, redactor, known),
         "description": f"recorded from {upstream} at {when}",
+        "literal": True,  # what the upstream said is data: replayed as is, never rendered
         "match": match,
     }
     if exchange.status >= 400:
@@ -273,7 +312,7 @@ def build_scenario(
     elif exchange.streamed:
         assembled = assemble(exchange.events)
         respond, stream = _respond_from_stream(assembled, redactor)
-        _answered_model(respond, exchange.request, assembled["model"])
+        _answered_model(respond, exchange.request, assembled["model"], redactor)
         scenario["respond"] = respond
         if stream:
             scenario["stream"] = stream
@@ -283,7 +322,7 @@ def build_scenario(
         if not isinstance(exchange.body, dict):
             raise ValueError("the upstream's answer is not a JSON object")
         respond = _respond_from_body(exchange.body, redactor)
-        _answered_model(respond, exchange.request, exchange.body.get("model"))
+        _answered_model(respond, exchange.request, exchange.body.get("model"), redactor)
         scenario["respond"] = respond
         scenario["latency"] = {"ttft": _ms(exchange.elapsed)}
     return scenario

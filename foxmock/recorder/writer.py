@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import re
 import stat
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
+from foxmock._exceptions import ScenarioError
 from foxmock.recorder.redact import secrets_in
+from foxmock.scenarios.loader import parse_text
+from foxmock.scenarios.model import Scenario
+from foxmock.templating import TemplateEngine
 
 # what write_atomically names its temporary file: mkstemp(prefix=".NAME.", suffix=".tmp") with
 # mkstemp's eight random characters
@@ -32,6 +38,24 @@ class SecretFound(Exception):
             f"it contains {', '.join(self.reasons)}; add a --redact pattern "
             "(or allow secrets explicitly)"
         )
+
+
+class RecordingInvalid(Exception):
+    """A recording would not load as a scenario file; nothing was written."""
+
+    def __init__(self, error: ScenarioError) -> None:
+        self.problems = error.problems
+        super().__init__(str(error))
+
+
+class Written(NamedTuple):
+    """A recording on disk, and its scenarios as the loader compiled them."""
+
+    path: Path
+    scenarios: list[Scenario]
+
+
+JSON_DEPTH = 4  # JSON inside JSON strings is decoded (and scanned) this many levels deep
 
 
 if sys.platform == "win32":  # no flock: temp files are never taken for stale
@@ -63,19 +87,48 @@ def render_document(scenario: dict[str, Any], header: str) -> str:
     return "".join(f"# {line}\n" for line in header.splitlines()) + body
 
 
-def _joined_chunks(value: Any) -> list[str]:
-    """The joined text of every ``chunks`` list inside ``value``."""
-    if isinstance(value, dict):
-        found = []
+def _decoded(text: str, depth: int) -> Iterator[str]:
+    """``text``, and when it is JSON (tool-call arguments) every string inside it, decoded."""
+    yield text
+    if depth <= 0 or text.lstrip()[:1] not in ("{", "[", '"'):
+        return
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return
+    yield from _strings(value, depth - 1)
+
+
+def _strings(value: Any, depth: int = JSON_DEPTH) -> Iterator[str]:
+    """Every string in ``value`` (keys too), decoded as replay will see it: JSON strings are
+    decoded and their strings scanned as well, and chunk lists joined (a key can span them)."""
+    if isinstance(value, str):
+        yield from _decoded(value, depth)
+    elif isinstance(value, dict):
         for key, item in value.items():
+            yield from _strings(key, depth)
             if key == "chunks" and isinstance(item, list):
-                found.append("".join(str(c) for c in item))
-            else:
-                found += _joined_chunks(item)
-        return found
-    if isinstance(value, list):
-        return [text for item in value for text in _joined_chunks(item)]
-    return []
+                yield from _decoded("".join(str(c) for c in item), depth)
+            yield from _strings(item, depth)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item, depth)
+
+
+def scanned_text(scenario: dict[str, Any], text: str) -> str:
+    """What the secret scan reads: the file as serialized, and every string of ``scenario``
+    decoded (no ``\\t``/``\\n``/``\\u`` escape of YAML or JSON hides a key from it)."""
+    return "\n".join([text, *_strings(scenario)])
+
+
+def check_loads(text: str, path: Path, engine: TemplateEngine | None = None) -> list[Scenario]:
+    """Compile ``text`` as the file ``path`` with the loader ``foxmock serve`` uses; its
+    scenarios, or `RecordingInvalid` listing the problems."""
+    engine = engine or TemplateEngine(random.Random(0))
+    scenarios, _models, problems = parse_text(text, str(path), engine)
+    if problems:
+        raise RecordingInvalid(ScenarioError(problems))
+    return scenarios
 
 
 def _locked_temp(path: Path) -> tuple[int, str]:
@@ -150,15 +203,17 @@ def write_recording(
     *,
     known_secrets: Sequence[str] = (),
     allow_secrets: bool = False,
-) -> Path:
-    """Write one recorded scenario as ``DIRECTORY/NAME.yaml``; refuse if it holds a secret."""
+    engine: TemplateEngine | None = None,
+) -> Written:
+    """Write one recorded scenario as ``DIRECTORY/NAME.yaml``; refuse if it holds a secret
+    (`SecretFound`) or would not load (`RecordingInvalid`): then nothing is written."""
     text = render_document(scenario, header)
-    # credentials the client sent are never written; key shapes only unless allowed. Chunk
-    # lists are scanned joined too: a key can be split over several chunks.
-    scanned = "\n".join([text, *_joined_chunks(scenario)])
-    found = secrets_in(scanned, known_secrets, shapes=not allow_secrets)
+    # credentials the client sent are never written; key shapes only unless allowed. Every
+    # string is scanned decoded, chunk lists joined too: a key can be split over chunks.
+    found = secrets_in(scanned_text(scenario, text), known_secrets, shapes=not allow_secrets)
     if found:
         raise SecretFound(found)
     path = directory / f"{scenario['name']}.yaml"
+    scenarios = check_loads(text, path, engine)  # a file that does not load is never written
     write_atomically(path, text)
-    return path
+    return Written(path, scenarios)

@@ -39,6 +39,11 @@ _DEFAULT_ERROR_TYPES = {
 }
 
 
+def _constant(value: Any) -> Render:
+    """A render that always returns ``value``: literal text never goes through Jinja2."""
+    return lambda _ctx: value
+
+
 @cache
 def scenario_schema() -> dict[str, Any]:
     """The JSON Schema of scenario files, as shipped in the package."""
@@ -71,6 +76,7 @@ class _FileCompiler:
     def __init__(self, source: str, lines: Lines, engine: TemplateEngine) -> None:
         self.source, self.lines, self.engine = source, lines, engine
         self.problems: list[Problem] = []
+        self.literal = False  # set per scenario: its answer strings are constants, not templates
 
     def problem(self, path: tuple[str | int, ...], message: str, line: int | None = None) -> None:
         where = line if line is not None else line_of(self.lines, path)
@@ -92,6 +98,8 @@ class _FileCompiler:
         return Latency.parse(spec) if None not in parts else Latency()
 
     def template(self, text: str, path: tuple[str | int, ...], native: bool = False) -> Render:
+        if self.literal:
+            return _constant(text)
         try:
             return self.engine.compile(text, native=native)
         except TemplateError as exc:
@@ -102,6 +110,8 @@ class _FileCompiler:
 
     def structure(self, value: Any, path: tuple[str | int, ...]) -> Render:
         """Compile every string inside ``value``; the render returns the same shape."""
+        if self.literal:
+            return _constant(value)
         if isinstance(value, str):
             return self.template(value, path, native=True)
         if isinstance(value, dict):
@@ -117,7 +127,7 @@ class _FileCompiler:
             return None
         if isinstance(value, str):
             render = self.template(value, path)
-            if not any(m in value for m in ("{{", "{%")):
+            if self.literal or not any(m in value for m in ("{{", "{%")):
                 try:
                     json.loads(value)
                 except ValueError as exc:
@@ -130,6 +140,11 @@ class _FileCompiler:
         chunks = call.get("chunks")
         if chunks is not None and "arguments" in call:
             self.problem((*path, "chunks"), "give either arguments or chunks, not both")
+        if self.literal and chunks:  # known now: the joined text is what the client gets
+            try:
+                json.loads("".join(chunks))
+            except (ValueError, RecursionError) as exc:
+                self.problem((*path, "chunks"), f"the joined chunks are not valid JSON: {exc}")
         return ToolCallSpec(
             name=self.template(call["name"], (*path, "name")),
             arguments=self.arguments(call.get("arguments"), (*path, "arguments")),
@@ -196,6 +211,7 @@ class _FileCompiler:
         self, spec: Mapping[str, Any], index: int, defaults: Mapping[str, Any], base: Latency
     ) -> Scenario:
         path: tuple[str | int, ...] = ("scenarios", index)
+        self.literal = spec.get("literal") is True
         errors: list[CompileError] = []
         match = compile_match(spec.get("match"), (*path, "match"), errors)
         for error in errors:
@@ -234,6 +250,7 @@ class _FileCompiler:
             file=self.source,
             line=line_of(self.lines, path) or 1,
             position=index,
+            literal=self.literal,
         )
 
 

@@ -78,6 +78,7 @@ class Scenario(NamedTuple):
     file: str = "<string>"
     line: int = 1
     position: int = 0  # its place in the file's scenarios list
+    literal: bool = False  # answer strings are sent as written, never rendered
 
     @property
     def where(self) -> str:

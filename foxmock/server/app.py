@@ -49,8 +49,12 @@ def make_recorder(config: Config, store: ScenarioStore) -> Recorder | None:
         allow_secrets=config.allow_secrets,
         match_on=config.record_match,
         timeout=config.upstream_timeout,
+        max_record_bytes=config.max_record_bytes,
     )
     return Recorder(settings, store)
+
+
+RECORDING_GRACE = 10.0  # seconds a stopping server waits for recordings still being written
 
 
 def create_app(config: Config | None = None) -> web.Application:
@@ -92,4 +96,14 @@ def create_app(config: Config | None = None) -> web.Application:
         app.add_subapp(PREFIX, admin_app())
     if config.watch:
         app.cleanup_ctx.append(watch_ctx)
+    if state.recorder is not None:
+        app.on_shutdown.append(_finish_recordings)
     return app
+
+
+async def _finish_recordings(app: web.Application) -> None:
+    """At shutdown, let the recordings already scheduled be written (10 s at most)."""
+    recorder = app[STATE].recorder
+    if recorder is not None:
+        await recorder.drain(RECORDING_GRACE)
+        recorder.close()

@@ -450,6 +450,29 @@ SHAPES = {
     "xox": "xoxb-" + "1234567890-abcdefGHIJKL",
 }
 XOX_REGEX = r"xox[baprs]-[A-Za-z0-9-]+"
+# keys that YAML or JSON would write escaped (after a tab or newline, \u-escaped in tool-call
+# arguments) or that sit in a tool call's name or id: all refused
+TAB_KEY = "sk-" + "T4bK3yQw8Er7Ty6Ui5Op4"
+NEWLINE_KEY = "sk-" + "N3wL1n3Kz9Xc8Vb7Nm6Lk"
+ESCAPED_KEY = "sk-" + "Esc4p3dJh5Gf4Ds3Aa2Qq"
+NAME_KEY = "sk-" + "T00lN4m3Pp9Oo8Ii7Uu6Y"
+HIDDEN: dict[str, tuple[str, dict[str, Any]]] = {
+    "tab": (TAB_KEY, {"content": f"Your token:\t{TAB_KEY}"}),
+    "newline": (NEWLINE_KEY, {"content": f"Your token:\n{NEWLINE_KEY}"}),
+    "escaped": (
+        ESCAPED_KEY,
+        {
+            "tool_calls": [
+                {"name": "transfer", "arguments": '{"token": "\\u0073k-' + ESCAPED_KEY[3:] + '"}'}
+            ]
+        },
+    ),
+    "tool name": (NAME_KEY, {"tool_calls": [{"name": NAME_KEY, "arguments": "{}"}]}),
+    "tool id": (
+        NAME_KEY,
+        {"tool_calls": [{"name": "transfer", "id": f"call\t{NAME_KEY}", "arguments": "{}"}]},
+    ),
+}
 # every secret of the session: none may be found, whole or in pieces, anywhere on disk
 SECRETS = {
     "client key": CLIENT_KEY,
@@ -467,6 +490,8 @@ SECRETS = {
     "account digits": ACCOUNT.removeprefix("ACCT-"),
     "password (redacted)": PASSWORD,
     **{f"key-shaped answer ({label})": value for label, value in SHAPES.items()},
+    **{f"hidden key ({label})": value for label, (value, _) in HIDDEN.items()},
+    "escaped key body": ESCAPED_KEY.removeprefix("sk-"),
 }
 TRANSFER_TOOL: list[dict[str, Any]] = [
     {
@@ -528,6 +553,15 @@ def secrets_upstream() -> dict[str, Any]:
                 "match": {"last_user": {"contains": f"shape {label} please"}},
                 "respond": {"content": f"Your token: {value} (keep it safe)."},
                 "stream": {"by": "characters", "size": 3},  # the key arrives in pieces
+            }
+        )
+    for label, (_, respond) in HIDDEN.items():
+        scenarios.append(
+            {
+                "name": f"up-hidden-{label.replace(' ', '-')}",
+                "priority": 200,
+                "match": {"last_user": {"contains": f"hidden {label} please"}},
+                "respond": respond,
             }
         )
     return {"version": 1, "scenarios": scenarios}
@@ -667,6 +701,17 @@ def run_session(client: openai.OpenAI) -> tuple[int, int]:
                 recorded += 1
             else:
                 refused += 1
+
+    # keys written escaped in the file, or in a tool call's name or id: refused
+    for label, (value, _) in HIDDEN.items():
+        for stream in (False, True):
+            text = f"hidden {label} please" + (" (streamed)" if stream else "")
+            if label in ("tool name", "tool id"):
+                call(client, stream, messages=user(text))
+            else:
+                relayed = call(client, stream, messages=user(text))
+                assert value[3:] in relayed  # relayed unchanged
+            refused += 1
     return recorded, refused
 
 
