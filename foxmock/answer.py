@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from foxmock.http_headers import header_problem
 from foxmock.logprobs import choice_logprobs
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import assistant_message, chat_completion, make_id, tool_call_object
@@ -40,24 +40,13 @@ class Answer:
     top_logprobs: int | None = None  # with logprobs: true, how many alternatives each token lists
 
 
-# what HTTP allows in a header name (RFC 9110 token), and the characters aiohttp's writer refuses
-# in a name or value (control characters other than tab: CR and LF would split the header)
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
 def checked_headers(headers: dict[str, str]) -> dict[str, str]:
-    """``headers`` when every name is a token and no value holds a control character; else a
-    `TemplateError` naming the first bad one (aiohttp would refuse it mid-response)."""
+    """``headers`` when HTTP allows every one; else a `TemplateError` naming the first bad one
+    (aiohttp would refuse it mid-response)."""
     for name, value in headers.items():
-        if not _HEADER_NAME.fullmatch(name):
-            raise TemplateError(f"response header name {name[:100]!r} is not a valid HTTP token")
-        bad = _HEADER_FORBIDDEN.search(value)
-        if bad is not None:
-            raise TemplateError(
-                f"response header {name!r} holds the control character {bad.group()!r} "
-                f"at position {bad.start()}, which HTTP does not allow in a header value"
-            )
+        problem = header_problem(name, value)
+        if problem is not None:
+            raise TemplateError(problem)
     return headers
 
 

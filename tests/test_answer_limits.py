@@ -269,6 +269,31 @@ async def test_a_bad_header_name_is_a_render_error(
     assert error["code"] == "scenario_render_error" and scenario in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("x-evil", "a\\r\\nset-cookie: x=1"), ("x-nul", "a\\u0000b"), ("bad name", "v")],
+)
+def test_a_fault_header_http_forbids_is_refused_when_the_file_loads(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    """A fault's headers are plain text: checked at load, with file, line and key."""
+    path = write_scenarios(
+        tmp_path,
+        "version: 1\nscenarios:\n  - name: f\n"
+        f'    fault: {{status: 429, headers: {{"{name}": "{value}"}}}}\n',
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "foxmock", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout + result.stderr
+    assert f"{path}:4" in out and "scenarios[0].fault.headers" in out
+    assert "HTTP" in out
+
+
 # --- memory: a near-cap stream is built as it is sent ----------------------------------------
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from foxmock._exceptions import Problem, ScenarioError
+from foxmock.http_headers import header_problem
 from foxmock.latency import DurationError, Latency, parse_duration, parse_fraction
 from foxmock.matching import CompileError, compile_match
 from foxmock.scenarios.model import Fault, Render, Respond, Scenario, ScenarioSet, ToolCallSpec
@@ -172,6 +173,17 @@ class _FileCompiler:
             },
         )
 
+    def fault_headers(
+        self, headers: Mapping[str, str], path: tuple[str | int, ...]
+    ) -> dict[str, str]:
+        """A fault's headers (plain text, sent as written), refused now if HTTP does not allow
+        one: sent, it would break the response mid-way."""
+        for name, value in headers.items():
+            problem = header_problem(str(name), str(value))
+            if problem is not None:
+                self.problem((*path, name), problem)
+        return {str(k): str(v) for k, v in headers.items()}
+
     def fault(self, spec: Mapping[str, Any], path: tuple[str | int, ...]) -> Fault:
         kind = spec.get("kind", "http")
         if kind == "http" and "status" not in spec:
@@ -197,7 +209,7 @@ class _FileCompiler:
             retry_after=None
             if retry is None
             else self.checked(parse_duration, retry, (*path, "retry_after"), None),
-            headers=dict(spec.get("headers") or {}),
+            headers=self.fault_headers(spec.get("headers") or {}, (*path, "headers")),
             after_chunks=int(spec.get("after_chunks", 0)),
             duration=self.checked(
                 parse_duration, spec.get("duration", 0), (*path, "duration"), 0.0
