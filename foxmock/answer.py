@@ -11,7 +11,13 @@ from typing import Any
 from foxmock.http_headers import header_problem
 from foxmock.logprobs import choice_logprobs
 from foxmock.openai.request import ChatRequest
-from foxmock.openai.responses import assistant_message, chat_completion, make_id, tool_call_object
+from foxmock.openai.responses import (
+    assistant_message,
+    chat_completion,
+    custom_call_object,
+    make_id,
+    tool_call_object,
+)
 from foxmock.openai.validation import loads_strict
 from foxmock.scenarios.model import Respond, Scenario, ToolCallSpec
 from foxmock.synthesis import SynthesisError, schema_errors, synthesize_valid
@@ -38,6 +44,7 @@ class Answer:
     argument_chunks: list[list[str] | None] = field(default_factory=list)
     service_tier: str = "default"
     top_logprobs: int | None = None  # with logprobs: true, how many alternatives each token lists
+    extra: Mapping[str, Any] = field(default_factory=dict)  # top-level fields, as written
 
 
 def checked_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -112,10 +119,23 @@ def _tool_calls(
     calls = []
     for spec in respond.tool_calls:
         name = _text(spec.name, ctx)
-        arguments = _arguments(spec, name, req, ctx)
         call_id = _text(spec.id, ctx) if spec.id else make_id("call_", rng)
+        if spec.custom:
+            text = _text(spec.input, ctx) if spec.input else ""
+            if spec.input is None and spec.chunks:
+                text = "".join(_text(c, ctx) for c in spec.chunks)
+            calls.append(custom_call_object(call_id, name, text))
+            continue
+        arguments = _arguments(spec, name, req, ctx)
         calls.append(tool_call_object(call_id, name, arguments))
     return calls
+
+
+def call_parts(call: Mapping[str, Any]) -> tuple[str, str]:
+    """A tool call's name and its payload: a function's arguments, a custom tool's input."""
+    if call.get("type") == "custom":
+        return call["custom"]["name"], call["custom"]["input"]
+    return call["function"]["name"], call["function"]["arguments"]
 
 
 def _json_schema(req: ChatRequest) -> tuple[dict[str, Any] | None, bool]:
@@ -226,8 +246,7 @@ def render_answer(
     if limit is not None and content and size > limit and respond.finish_reason != "length":
         content, chunks, finish = truncate(content, limit), None, "length"
     completion = count_tokens(content or "") + sum(
-        count_tokens(c["function"]["name"]) + count_tokens(c["function"]["arguments"])
-        for c in calls
+        sum(count_tokens(part) for part in call_parts(c)) for c in calls
     )
     prompt = count_prompt_tokens(req.message_texts, req.body.get("tools"))
     return Answer(
@@ -242,12 +261,13 @@ def render_answer(
         argument_chunks=argument_chunks,
         service_tier=req.service_tier,
         top_logprobs=req.top_logprobs,
+        extra=respond.extra,
     )
 
 
 def completion_body(answer: Answer, completion_id: str, created: int, n: int = 1) -> dict[str, Any]:
     """The ``chat.completion`` body for an answer."""
-    return chat_completion(
+    body = chat_completion(
         completion_id=completion_id,
         created=created,
         model=answer.model,
@@ -259,3 +279,5 @@ def completion_body(answer: Answer, completion_id: str, created: int, n: int = 1
         service_tier=answer.service_tier,
         logprobs=choice_logprobs(answer.content, answer.top_logprobs),
     )
+    body.update(answer.extra)
+    return body

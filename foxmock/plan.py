@@ -100,10 +100,12 @@ class _Shaping:
 
     def stream(self, completion_id: str) -> Plan:
         answer, n = self.answer, self.n
-        include_usage = bool((self.req.body.get("stream_options") or {}).get("include_usage"))
+        include_usage = self.scenario.usage_chunk and bool(
+            (self.req.body.get("stream_options") or {}).get("include_usage")
+        )
         created = int(time.time())
         build = ChunkBuilder(
-            completion_id, created, answer.model, include_usage, answer.service_tier
+            completion_id, created, answer.model, include_usage, answer.service_tier, answer.extra
         )
         deltas, times = self.timed_deltas()
         # one choice's deltas are encoded once; the n choices are generated side by side, each

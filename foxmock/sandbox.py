@@ -115,19 +115,28 @@ _LENGTHY = frozenset({"length", "revindex", "revindex0"})  # make a loop list it
 
 
 def _reads_loop_length(node: nodes.For) -> bool:
-    """Whether the body may read the loop's length (or hands ``loop`` on, which might)."""
-    parts = [*node.body, *node.else_, *([node.test] if node.test is not None else [])]
-    found = [n for part in parts for n in (part, *part.find_all((nodes.Getattr, nodes.Name)))]
-    harmless = {
-        id(n.node)
-        for n in found
-        if isinstance(n, nodes.Getattr)
-        and isinstance(n.node, nodes.Name)
-        and n.attr not in _LENGTHY
-    }
-    return any(
-        isinstance(n, nodes.Name) and n.name == "loop" and id(n) not in harmless for n in found
-    )
+    """Whether the body may read the loop's length (or hands ``loop`` on, which might).
+
+    ``loop`` in a nested ``for`` names that inner loop, so the walk skips nested bodies (it
+    still reads their iterables, which the outer loop evaluates): each node is visited for one
+    loop only, and a template of deeply nested loops costs time in proportion to its size.
+    """
+    stack: list[nodes.Node] = [*node.body, *node.else_]
+    if node.test is not None:
+        stack.append(node.test)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, nodes.For):
+            stack.append(item.iter)
+            continue
+        if isinstance(item, nodes.Getattr) and isinstance(item.node, nodes.Name):
+            if item.node.name == "loop" and item.attr in _LENGTHY:
+                return True
+            continue  # loop.index and friends: harmless
+        if isinstance(item, nodes.Name) and item.name == "loop":
+            return True  # handed on (``{% set outer = loop %}``): it might be measured later
+        stack.extend(item.iter_child_nodes())
+    return False
 
 
 def _filter(name: str, node: Any, args: list[Any], lineno: int) -> nodes.Filter:

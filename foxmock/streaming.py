@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar, overload
 
 from foxmock.openai.responses import SYSTEM_FINGERPRINT
@@ -79,6 +79,7 @@ class ChunkBuilder:
         model: str,
         include_usage: bool,
         service_tier: str = "default",
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.base: dict[str, Any] = {
             "id": completion_id,
@@ -87,6 +88,7 @@ class ChunkBuilder:
             "model": model,
             "service_tier": service_tier,
             "system_fingerprint": SYSTEM_FINGERPRINT,
+            **(extra or {}),
         }
         self.include_usage = include_usage
         self._head = "data: " + _compact(self.base)[:-1] + ',"choices":[{"index":'
@@ -147,18 +149,22 @@ def choice_deltas(
         parts = content_chunks if content_chunks is not None else chunking.split(content or "")
         deltas += [Delta({"content": part}, tokens=count_tokens(part) or 1) for part in parts]
     for call_index, call in enumerate(tool_calls):
-        function = call["function"]
+        # a custom tool's call streams as a function's does, its input in place of arguments
+        kind, field = (
+            ("custom", "input") if call.get("type") == "custom" else ("function", "arguments")
+        )
+        inner = call[kind]
         head = {
             "index": call_index,
             "id": call["id"],
-            "type": "function",
-            "function": {"name": function["name"], "arguments": ""},
+            "type": kind,
+            kind: {"name": inner["name"], field: ""},
         }
         deltas.append(Delta({"tool_calls": [head]}, tokens=1))
         explicit = argument_chunks[call_index] if call_index < len(argument_chunks) else None
-        fragments = explicit if explicit is not None else chunking.split(function["arguments"])
+        fragments = explicit if explicit is not None else chunking.split(inner[field])
         for fragment in fragments:
-            delta = {"tool_calls": [{"index": call_index, "function": {"arguments": fragment}}]}
+            delta = {"tool_calls": [{"index": call_index, kind: {field: fragment}}]}
             deltas.append(Delta(delta, tokens=count_tokens(fragment) or 1))
     deltas.append(Delta({}, finish=finish_reason))
     return deltas

@@ -45,6 +45,12 @@ UPSTREAM_SCENARIOS = f"""\
 version: 1
 models: [foxora-1]
 scenarios:
+  - name: up-extras
+    match: {{last_user: {{contains: extra fields}}}}
+    respond:
+      content: "An answer with a provider's own fields."
+      extra: {{system_fingerprint: fp_upstream_9, service_tier: flex, x_provider: {{region: eu-1}}}}
+
   - name: up-capital
     match: {{last_user: {{contains: capital of France}}}}
     respond: {{content: "The capital of France is Paris."}}

@@ -179,3 +179,92 @@ async def test_logprobs_cover_every_token_deterministically(
     ]
     assert "".join(t["token"] for t in streamed) == FULL
     assert all(c["choices"][0]["logprobs"] is not None for c in chunks if c["choices"])
+
+
+CUSTOM = """\
+version: 1
+scenarios:
+  - name: run-code
+    match: {tools_offered: [code_exec], has_tool_result: false}
+    respond:
+      tool_calls:
+        - {name: code_exec, input: "print({{ turn + 41 }})"}
+  - name: chunked-code
+    match: {tools_offered: [chunked_exec]}
+    respond:
+      tool_calls:
+        - {name: chunked_exec, type: custom, chunks: ["import sys", "; print(sys.argv)"]}
+  - name: ran
+    match: {has_tool_result: code_exec}
+    respond: {content: "it printed {{ tool_result('code_exec') }}"}
+"""
+
+
+def _custom_tool(name: str) -> dict[str, Any]:
+    return {"type": "custom", "custom": {"name": name, "format": {"type": "text"}}}
+
+
+@pytest.mark.parametrize(
+    ("tool", "expected"),
+    [("code_exec", "print(41)"), ("chunked_exec", "import sys; print(sys.argv)")],
+)
+async def test_a_scenario_answers_with_a_custom_tool_call(
+    start_server: StartServer, openapi: Any, tool: str, expected: str
+) -> None:
+    server = await start_server(CUSTOM)
+    body: dict[str, Any] = {
+        "model": "foxora-1",
+        "messages": [{"role": "user", "content": "run it"}],
+        "tools": [_custom_tool(tool)],
+    }
+    async with _client(server) as client:
+        completion = await client.chat.completions.create(**body)
+        raw: list[dict[str, Any]] = []
+        async with client.chat.completions.with_streaming_response.create(
+            stream=True, **body
+        ) as response:
+            async for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    raw.append(json.loads(line[6:]))
+    openapi("CreateChatCompletionResponse", completion.model_dump(exclude_unset=True))
+    (call,) = completion.choices[0].message.tool_calls or []
+    assert call.type == "custom"
+    assert (call.custom.name, call.custom.input) == (tool, expected)  # type: ignore[union-attr]
+    assert completion.choices[0].finish_reason == "tool_calls"
+    # Streamed as the API streams custom calls: a head with id, type and name, then input
+    # fragments. The spec's chunk schema knows only function deltas (openai-openapi #576), so
+    # chunks are validated with their tool-call deltas aside and those are checked here.
+    deltas = []
+    for chunk in raw:
+        for choice in chunk["choices"]:
+            deltas += choice["delta"].pop("tool_calls", [])
+        openapi("CreateChatCompletionStreamResponse", chunk)
+    head, *fragments = deltas
+    assert head.pop("id").startswith("call_")  # each answer's calls get fresh ids
+    assert head == {"index": 0, "type": "custom", "custom": {"name": tool, "input": ""}}
+    assert all(set(f) == {"index", "custom"} and set(f["custom"]) == {"input"} for f in fragments)
+    assert "".join(f["custom"]["input"] for f in fragments) == expected
+    if tool == "chunked_exec":
+        assert [f["custom"]["input"] for f in fragments] == ["import sys", "; print(sys.argv)"]
+
+
+async def test_a_custom_tool_result_is_answered(start_server: StartServer, openapi: Any) -> None:
+    server = await start_server(CUSTOM)
+    async with _client(server) as client:
+        first = await client.chat.completions.create(
+            model="foxora-1",
+            messages=[{"role": "user", "content": "run it"}],
+            tools=[_custom_tool("code_exec")],  # type: ignore[list-item]
+        )
+        call = (first.choices[0].message.tool_calls or [])[0]
+        second = await client.chat.completions.create(
+            model="foxora-1",
+            messages=[
+                {"role": "user", "content": "run it"},
+                first.choices[0].message.model_dump(exclude_none=True),  # type: ignore[list-item]
+                {"role": "tool", "tool_call_id": call.id, "content": "41"},
+            ],
+            tools=[_custom_tool("code_exec")],  # type: ignore[list-item]
+        )
+    openapi("CreateChatCompletionResponse", second.model_dump(exclude_unset=True))
+    assert second.choices[0].message.content == "it printed 41"

@@ -27,6 +27,11 @@ def tool_call_object(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
+def custom_call_object(call_id: str, name: str, text: str) -> dict[str, Any]:
+    """A ``ChatCompletionMessageCustomToolCall``: a custom tool's call, its input as text."""
+    return {"id": call_id, "type": "custom", "custom": {"name": name, "input": text}}
+
+
 def assistant_message(
     content: str | None, tool_calls: Sequence[Mapping[str, Any]] = ()
 ) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from foxmock.openai.request import ChatRequest
 from foxmock.recorder.redact import REDACTED, Redactor, scrub, secrets_in
+from foxmock.scenarios.model import RESERVED_FIELDS
 
 DEFAULT_MATCH = ("model", "messages", "tools")
 
@@ -154,6 +155,14 @@ def assemble(events: Sequence[tuple[float, dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
+def _keep_extra(respond: dict[str, Any], answer: dict[str, Any], redactor: Redactor) -> None:
+    """Keep the upstream's own top-level fields (``system_fingerprint``, ``service_tier``, a
+    provider's extras) for the replay; foxmock writes the rest (id, created, choices, ...)."""
+    extra = {k: v for k, v in answer.items() if k not in RESERVED_FIELDS}
+    if extra:
+        respond["extra"] = redactor.deep(extra)
+
+
 def _stream_latency(events: Sequence[tuple[float, dict[str, Any]]]) -> dict[str, Any]:
     times = [t for t, e in events if e.get("choices")]
     if not times:
@@ -233,6 +242,8 @@ def _respond_from_stream(
         respond["finish_reason"] = assembled["finish_reason"]
     if usage := _usage(assembled["usage"]):
         respond["usage"] = usage
+    else:  # the upstream sent no usage chunk: a replay sends none either
+        stream["usage_chunk"] = False
     return respond, stream
 
 
@@ -313,6 +324,8 @@ def build_scenario(
         assembled = assemble(exchange.events)
         respond, stream = _respond_from_stream(assembled, redactor)
         _answered_model(respond, exchange.request, assembled["model"], redactor)
+        first = next((e for _, e in exchange.events if e.get("choices")), {})
+        _keep_extra(respond, first, redactor)
         scenario["respond"] = respond
         if stream:
             scenario["stream"] = stream
@@ -323,6 +336,7 @@ def build_scenario(
             raise ValueError("the upstream's answer is not a JSON object")
         respond = _respond_from_body(exchange.body, redactor)
         _answered_model(respond, exchange.request, exchange.body.get("model"), redactor)
+        _keep_extra(respond, exchange.body, redactor)
         scenario["respond"] = respond
         scenario["latency"] = {"ttft": _ms(exchange.elapsed)}
     return scenario

@@ -13,7 +13,15 @@ from foxmock._exceptions import Problem, ScenarioError
 from foxmock.http_headers import header_problem
 from foxmock.latency import DurationError, Latency, parse_duration, parse_fraction
 from foxmock.matching import CompileError, compile_match
-from foxmock.scenarios.model import Fault, Render, Respond, Scenario, ScenarioSet, ToolCallSpec
+from foxmock.scenarios.model import (
+    RESERVED_FIELDS,
+    Fault,
+    Render,
+    Respond,
+    Scenario,
+    ScenarioSet,
+    ToolCallSpec,
+)
 from foxmock.scenarios.quickcheck import surely_valid
 from foxmock.scenarios.yamlnodes import (
     Lines,
@@ -139,6 +147,9 @@ class _FileCompiler:
 
     def tool_call(self, call: Mapping[str, Any], path: tuple[str | int, ...]) -> ToolCallSpec:
         chunks = call.get("chunks")
+        custom = "input" in call or call.get("type") == "custom"
+        if custom:
+            return self.custom_call(call, path)
         if chunks is not None and "arguments" in call:
             self.problem((*path, "chunks"), "give either arguments or chunks, not both")
         if self.literal and chunks:  # known now: the joined text is what the client gets
@@ -153,6 +164,24 @@ class _FileCompiler:
             chunks=None
             if chunks is None
             else [self.template(c, (*path, "chunks", i)) for i, c in enumerate(chunks)],
+        )
+
+    def custom_call(self, call: Mapping[str, Any], path: tuple[str | int, ...]) -> ToolCallSpec:
+        """A custom tool's call: its ``input`` is text (a template), or its ``chunks`` joined."""
+        chunks = call.get("chunks")
+        if "arguments" in call:
+            self.problem((*path, "arguments"), "a custom tool call has input, not arguments")
+        if chunks is not None and "input" in call:
+            self.problem((*path, "chunks"), "give either input or chunks, not both")
+        return ToolCallSpec(
+            name=self.template(call["name"], (*path, "name")),
+            arguments=None,
+            id=self.template(call["id"], (*path, "id")) if "id" in call else None,
+            chunks=None
+            if chunks is None
+            else [self.template(c, (*path, "chunks", i)) for i, c in enumerate(chunks)],
+            custom=True,
+            input=self.template(call["input"], (*path, "input")) if "input" in call else None,
         )
 
     def respond(self, spec: Mapping[str, Any], path: tuple[str | int, ...]) -> Respond:
@@ -171,7 +200,16 @@ class _FileCompiler:
                 k: self.template(v, (*path, "headers", k))
                 for k, v in (spec.get("headers") or {}).items()
             },
+            extra=self.extra(spec.get("extra") or {}, (*path, "extra")),
         )
+
+    def extra(self, extra: Mapping[str, Any], path: tuple[str | int, ...]) -> dict[str, Any]:
+        """Top-level answer fields sent as written; those foxmock writes itself are refused."""
+        for key in extra:
+            if key in RESERVED_FIELDS:
+                names = ", ".join(sorted(RESERVED_FIELDS))
+                self.problem((*path, key), f"{key!r} is written by foxmock ({names}); not extra")
+        return {k: v for k, v in extra.items() if k not in RESERVED_FIELDS}
 
     def fault_headers(
         self, headers: Mapping[str, str], path: tuple[str | int, ...]
@@ -263,6 +301,7 @@ class _FileCompiler:
             line=line_of(self.lines, path) or 1,
             position=index,
             literal=self.literal,
+            usage_chunk=bool(stream.get("usage_chunk", True)),
         )
 
 

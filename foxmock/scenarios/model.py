@@ -28,12 +28,15 @@ EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})  # a default no instance
 
 
 class ToolCallSpec(NamedTuple):
-    """A tool call to answer with; ``arguments`` renders to JSON text (None: synthesise)."""
+    """A tool call to answer with; ``arguments`` renders to JSON text (None: synthesise).
+    ``custom``: a call of a custom tool, whose ``input`` (or joined ``chunks``) is plain text."""
 
     name: Render
     arguments: Render | None
     id: Render | None = None
     chunks: Sequence[Render] | None = None
+    custom: bool = False
+    input: Render | None = None
 
 
 class Respond(NamedTuple):
@@ -45,6 +48,11 @@ class Respond(NamedTuple):
     model: Render | None = None
     usage: Mapping[str, int] = EMPTY_MAPPING
     headers: Mapping[str, Render] = EMPTY_MAPPING
+    extra: Mapping[str, Any] = EMPTY_MAPPING  # top-level fields of the answer, sent as written
+
+
+# the fields of a chat.completion (and chunk) foxmock writes itself; ``extra`` may not set them
+RESERVED_FIELDS = frozenset({"id", "object", "created", "model", "choices", "usage"})
 
 
 class Fault(NamedTuple):
@@ -79,6 +87,7 @@ class Scenario(NamedTuple):
     line: int = 1
     position: int = 0  # its place in the file's scenarios list
     literal: bool = False  # answer strings are sent as written, never rendered
+    usage_chunk: bool = True  # a stream asked for include_usage ends with a usage chunk
 
     @property
     def where(self) -> str:

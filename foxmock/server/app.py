@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,21 @@ if TYPE_CHECKING:
     from foxmock.recorder.proxy import Recorder
 
 
+def check_writable(directory: Path) -> None:
+    """Raise `ValueError` unless recordings can be written into ``directory`` (made if absent):
+    found at start, not at the first recording (a root-owned mount in a container, say)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".foxmock-write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(
+            f"cannot write recordings to {str(directory)!r}: {reason} (--out; the folder must "
+            f"be writable by this user, uid {os.getuid()})"
+        ) from None
+
+
 def make_recorder(config: Config, store: ScenarioStore) -> Recorder | None:
     """The recorder a config asks for, or None (replay needs none: it only serves files)."""
     if config.record_mode is None:
@@ -40,10 +57,14 @@ def make_recorder(config: Config, store: ScenarioStore) -> Recorder | None:
         raise ValueError(f"record mode {mode.value!r} needs an upstream URL")
     from foxmock.recorder.proxy import Recorder, RecorderSettings  # only recording servers pay
 
+    directory = Path(config.recordings or "recordings")
+    if mode.writes:
+        check_writable(directory)
+
     settings = RecorderSettings(
         mode=mode,
         upstream=config.upstream,
-        directory=Path(config.recordings or "recordings"),
+        directory=directory,
         api_key=config.upstream_api_key,
         redact=config.redact,
         allow_secrets=config.allow_secrets,

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from foxmock._exceptions import RequestError
-from foxmock.answer import Answer, RenderError
+from foxmock.answer import Answer, RenderError, call_parts
 from foxmock.journal import Entry
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import make_id, model_object
@@ -168,15 +168,19 @@ async def _chat(
     key: bytes | None,
 ) -> web.StreamResponse:
     heavy = len(raw) > HEAVY_BODY_BYTES
-    if heavy:
-        body, req, scenario = await off_loop(_understand, entry, raw, request, scenarios)
-    else:
-        body, req, scenario = _understand(entry, raw, request, scenarios)
     recorder = state.recorder
+    # a recorder that forwards what no scenario answers forwards what foxmock would refuse too:
+    # the upstream, not foxmock, judges a request foxmock does not answer
+    lenient = recorder is not None and recorder.mode.forwards(False)
+    if heavy:
+        body, req, scenario = await off_loop(_understand, entry, raw, request, scenarios, lenient)
+    else:
+        body, req, scenario = _understand(entry, raw, request, scenarios, lenient)
     if recorder is not None and recorder.mode.forwards(scenario is not None):
         response, recorded = await recorder.forward(request, body)
         entry.scenario = recorded or f"<{recorder.mode.value}: {recorder.settings.upstream}>"
         return response
+    assert req is not None  # only a forwarded request goes unvalidated
     if scenario is None:
         if heavy:
             error = await off_loop(no_match_error, scenarios, req)
@@ -216,12 +220,22 @@ async def _chat(
 
 
 def _understand(
-    entry: Entry, raw: bytes, request: web.Request, scenarios: ScenarioSet
-) -> tuple[dict[str, Any], ChatRequest, Scenario | None]:
-    """Decode, validate and match a body: the request's own CPU work, pure of I/O."""
+    entry: Entry, raw: bytes, request: web.Request, scenarios: ScenarioSet, lenient: bool = False
+) -> tuple[dict[str, Any], ChatRequest | None, Scenario | None]:
+    """Decode, validate and match a body: the request's own CPU work, pure of I/O.
+
+    ``lenient``: a JSON object that fails validation comes back as it is, unmatched (no
+    request), for the recorder to forward; what is not a JSON object is refused still.
+    """
     decoded = decode_body(raw)
     entry.decodes = True  # the journal may show the raw bytes as JSON
-    body = validate_chat_request(decoded)
+    try:
+        body = validate_chat_request(decoded)
+    except RequestError:
+        if not (lenient and isinstance(decoded, dict)):
+            raise
+        entry.stream = decoded.get("stream") is True
+        return decoded, None, None
     req = ChatRequest(body, request.headers)
     entry.stream = req.stream
     return body, req, scenarios.find(req)
@@ -231,7 +245,7 @@ def _journal_answer(entry: Entry, answer: Answer | None, fault: str | None) -> N
     entry.fault = fault
     if answer is not None:
         entry.content = answer.content
-        entry.tool_calls = [c["function"]["name"] for c in answer.tool_calls]
+        entry.tool_calls = [call_parts(c)[0] for c in answer.tool_calls]
         entry.finish_reason = answer.finish_reason
 
 

@@ -237,6 +237,23 @@ LEGIT = [
         "1/2 2/2 ",
     ),
     (
+        "nested-loop-length",
+        "{% for a in [1, 2] %}{% for b in [1, 2, 3] %}{{ loop.length }}{% endfor %}"
+        "{{ loop.length }};{% endfor %}",
+        "3332;3332;",
+    ),
+    (
+        "outer-loop-handed-on",
+        "{% for a in [1, 2] %}{% set outer = loop %}{% for b in [1] %}{{ outer.length }}"
+        "{% endfor %}{% endfor %}",
+        "22",
+    ),
+    (
+        "inner-iterable-reads-outer-length",
+        "{% for a in [1, 2] %}{% for b in range(loop.revindex) %}x{% endfor %}-{% endfor %}",
+        "xx-x-",
+    ),
+    (
         "recursive-loop",
         "{% for n in [{'n': 'a', 'k': [{'n': 'b', 'k': []}]}] recursive %}{{ n.n }}"
         "({{ loop(n.k) }}){% endfor %}",
