@@ -29,6 +29,9 @@ scenarios:
   - name: custom-offered
     match: {tools_offered: [code_exec]}
     respond: {content: "offered {{ tools|join(',') }}"}
+  - name: structured
+    match: {response_format: json_schema}
+    respond: {}
   - name: anything
     respond: {content: "turn {{ turn }}"}
 """
@@ -137,6 +140,116 @@ ACCEPTED: list[tuple[str, dict[str, Any], str]] = [
         },
         "turn 1",
     ),
+]
+
+# the rest of CreateChatCompletionRequest, field by field: each accepted as the spec has it
+ACCEPTED += [
+    (f"field-{name}", extra, "")
+    for name, extra in [
+        ("audio", {"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "mp3"}}),
+        ("frequency-penalty", {"frequency_penalty": -2}),
+        ("presence-penalty", {"presence_penalty": 2}),
+        ("logit-bias", {"logit_bias": {"50256": -100}}),
+        ("logprobs", {"logprobs": True, "top_logprobs": 20}),
+        ("max-completion-tokens", {"max_completion_tokens": 50}),
+        ("max-tokens", {"max_tokens": 50}),
+        ("metadata", {"metadata": {"suite": "forms"}}),
+        ("n", {"n": 3}),
+        ("parallel-tool-calls", {"tools": [WEATHER], "parallel_tool_calls": False}),
+        ("prediction-text", {"prediction": {"type": "content", "content": "hi"}}),
+        (
+            "prediction-parts",
+            {"prediction": {"type": "content", "content": [{"type": "text", "text": "hi"}]}},
+        ),
+        ("prompt-cache", {"prompt_cache_key": "k", "prompt_cache_retention": "24h"}),
+        ("reasoning-effort", {"reasoning_effort": "minimal"}),
+        ("safety-identifier", {"safety_identifier": "u-1", "user": "u-1"}),
+        ("seed", {"seed": -(2**63)}),
+        ("service-tier", {"service_tier": "priority"}),
+        ("stop-string", {"stop": "\n"}),
+        ("stop-list", {"stop": ["a", "b", "c", "d"]}),
+        ("store", {"store": True}),
+        ("stream-options", {"stream": False}),
+        ("temperature-top-p", {"temperature": 2, "top_p": 0}),
+        ("verbosity", {"verbosity": "high"}),
+        ("web-search", {"web_search_options": {"search_context_size": "low"}}),
+        (
+            "web-search-location",
+            {
+                "web_search_options": {
+                    "user_location": {"type": "approximate", "approximate": {"city": "Paris"}}
+                }
+            },
+        ),
+        ("legacy-functions", {"functions": [{"name": "f"}], "function_call": "auto"}),
+        ("legacy-function-named", {"functions": [{"name": "f"}], "function_call": {"name": "f"}}),
+        ("response-format-text", {"response_format": {"type": "text"}}),
+        (
+            "response-format-schema",
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "s", "strict": True, "schema": {"type": "object"}},
+                }
+            },
+        ),
+        (
+            "user-parts",
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "name": "ana",
+                        "content": [
+                            {"type": "text", "text": "look"},
+                            {
+                                "type": "image_url",
+                                "image_url": {"url": "data:image/png;base64,AA==", "detail": "low"},
+                            },
+                            {
+                                "type": "input_audio",
+                                "input_audio": {"data": "AA==", "format": "wav"},
+                            },
+                            {"type": "file", "file": {"file_id": "file-1"}},
+                        ],
+                    }
+                ]
+            },
+        ),
+        (
+            "developer-parts",
+            {
+                "messages": [
+                    {"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
+                    {"role": "system", "content": "x", "name": "sys"},
+                    USER,
+                ]
+            },
+        ),
+        (
+            "tool-parts",
+            {
+                "messages": [
+                    USER,
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": "{}"},
+                            }
+                        ],
+                    },
+                    {
+                        "role": "tool",
+                        "tool_call_id": "c1",
+                        "content": [{"type": "text", "text": "sunny"}],
+                    },
+                ]
+            },
+        ),
+    ]
 ]
 
 # (id, extra request fields, the param the 400 names)
