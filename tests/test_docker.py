@@ -241,6 +241,9 @@ def test_recording_inside_the_container_writes_host_readable_files(
         model="foxora-1", messages=[{"role": "user", "content": "Record me"}]
     )
     assert reply.choices[0].message.content == "You said: Record me"
+    deadline = time.monotonic() + 15  # recordings are written after the client has its answer
+    while not list(out.glob("*.yaml")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     files = list(out.glob("*.yaml"))
     assert len(files) == 1, recorder.logs()
     assert files[0].stat().st_mode & 0o044 == 0o044, oct(files[0].stat().st_mode)

@@ -635,7 +635,8 @@ def test_directory_without_yaml_and_missing_path(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "foxmock: 2 problems in scenario files:",
-        f"  {empty}: no .yaml or .yml files in directory",
+        f"  {empty}: no .yaml or .yml files in directory (an empty mount? put scenario files "
+        "in it, or leave --scenarios out to serve the bundled ones)",
         f"  {missing}: no such file or directory",
     ]
     for path, message in ((empty, "no .yaml or .yml files"), (missing, "no such file")):

@@ -47,6 +47,12 @@ _DEFAULT_ERROR_TYPES = {
     529: "overloaded_error",
 }
 
+# a folder with nothing to load: most often a Docker mount of a host folder that is missing
+_EMPTY_DIRECTORY = (
+    "no .yaml or .yml files in directory (an empty mount? put scenario files in it, or leave "
+    "--scenarios out to serve the bundled ones)"
+)
+
 
 def _constant(value: Any) -> Render:
     """A render that always returns ``value``: literal text never goes through Jinja2."""
@@ -72,7 +78,7 @@ def iter_scenario_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[P
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
             if not found:
-                problems.append(Problem(str(path), None, "", "no .yaml or .yml files in directory"))
+                problems.append(Problem(str(path), None, "", _EMPTY_DIRECTORY))
             files.extend(found)
         else:
             files.append(path)
