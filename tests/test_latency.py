@@ -570,11 +570,15 @@ async def test_explicit_zero_jitter_in_a_scenario_beats_default_jitter(
         ),
         seed=1,
     )
-    result = await timed(session, srv, "exact", openapi=openapi)
-    steps = gaps(result.content_times)
     # Without jitter every gap is 20 ms; with 50 % jitter a quarter fall outside 15-25 ms.
-    outside = [g for g in steps if not 0.015 <= g <= 0.025]
-    assert len(outside) <= 3, steps
+    # The better of two streams: a busy machine can delay a chunk or two of either (a late
+    # chunk makes two gaps odd), but jitter that was not switched off spoils both.
+    runs = []
+    for _ in range(2):
+        result = await timed(session, srv, "exact", openapi=openapi)
+        steps = gaps(result.content_times)
+        runs.append([g for g in steps if not 0.015 <= g <= 0.025])
+    assert min(len(outside) for outside in runs) <= 3, runs
 
 
 # --- live: the loop is never blocked ------------------------------------------------------
