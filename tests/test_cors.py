@@ -413,12 +413,24 @@ def _browser_fetch(page_url: str) -> str:
         driver.quit()
 
 
-@pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER and importlib.util.find_spec("selenium")),
-    reason="needs chromium, chromedriver and selenium",
-)
-async def test_a_page_from_another_origin_reads_the_answer(start_server: StartServer) -> None:
-    """A page served from localhost:PORT fetches from 127.0.0.1:OTHER with a bearer key."""
+def _need_a_browser() -> None:
+    """Skip without Chromium, chromedriver and selenium; fail instead under
+    FOXMOCK_REQUIRE_BROWSER=1 (``.ci/run`` installs them and sets it)."""
+    if CHROMIUM and CHROMEDRIVER and importlib.util.find_spec("selenium"):
+        return
+    problem = "needs chromium, chromedriver and selenium"
+    if os.environ.get("FOXMOCK_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"FOXMOCK_REQUIRE_BROWSER=1 but this {problem}")
+    pytest.skip(f"{problem} (.ci/run installs them; FOXMOCK_REQUIRE_BROWSER=1 makes this fail)")
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["allowed-origin", "other-origin"])
+async def test_a_page_from_another_origin_reads_the_answer_only_when_allowed(
+    start_server: StartServer, allowed: bool
+) -> None:
+    """A page served from localhost:PORT fetches from 127.0.0.1:OTHER with a bearer key; the
+    browser lets it read the answer only when foxmock allows that origin."""
+    _need_a_browser()
     page_app = web.Application()
     page_runner = web.AppRunner(page_app, access_log=None)
     html: dict[str, str] = {}
@@ -432,12 +444,14 @@ async def test_a_page_from_another_origin_reads_the_answer(start_server: StartSe
     await site.start()
     try:
         page_port = page_runner.addresses[0][1]
-        server = await start_server(
-            SCENARIOS, cors=[f"http://localhost:{page_port}"], api_keys=[KEY]
-        )
+        origin = f"http://localhost:{page_port}" if allowed else "http://localhost:1"
+        server = await start_server(SCENARIOS, cors=[origin], api_keys=[KEY])
         url = json.dumps(f"{server.base_url}/chat/completions")
         html["page"] = BROWSER_PAGE % {"url": url, "body": json.dumps(json.dumps(CHAT)), "key": KEY}
         text = await asyncio.to_thread(_browser_fetch, f"http://localhost:{page_port}/")
     finally:
         await page_runner.cleanup()
-    assert text == ANSWER
+    if allowed:
+        assert text == ANSWER
+    else:
+        assert text.startswith("failed: TypeError"), text  # the browser refused the answer
