@@ -23,6 +23,15 @@ def fires(fault: Fault | None, rng: random.Random) -> bool:
     return fault.probability >= 1 or rng.random() < fault.probability
 
 
+# what a 429 says of the quota, in this order: limit, remaining, reset; requests then tokens
+RATE_LIMIT_HEADERS = tuple(
+    f"x-ratelimit-{part}-{unit}"
+    for unit in ("requests", "tokens")
+    for part in ("limit", "remaining", "reset")
+)
+RETRY_HEADERS = ("retry-after", "retry-after-ms")
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -43,14 +52,7 @@ def fault_error(fault: Fault, ctx: Mapping[str, Any], where: str) -> RequestErro
     if fault.status == 429:
         reset = _seconds(retry if retry is not None else 1.0)
         headers.update(
-            {
-                "x-ratelimit-limit-requests": "60",
-                "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": reset,
-                "x-ratelimit-limit-tokens": "150000",
-                "x-ratelimit-remaining-tokens": "0",
-                "x-ratelimit-reset-tokens": reset,
-            }
+            zip(RATE_LIMIT_HEADERS, ("60", "0", reset, "150000", "0", reset), strict=True)
         )
     headers.update(fault.headers)
     return RequestError(

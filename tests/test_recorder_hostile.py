@@ -31,6 +31,7 @@ from tests.recording_support import (
     Processes,
     peak_rss_bytes,
     recordings,
+    running_processes,
     settled,
     start_script,
     wait_for,
@@ -51,11 +52,7 @@ TEMPLATES = [
 
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Processes]:
-    processes = Processes(tmp_path / "procs")
-    try:
-        yield processes
-    finally:
-        processes.stop_all()
+    yield from running_processes(tmp_path / "procs")
 
 
 def hostile(procs: Processes) -> FoxmockProcess:

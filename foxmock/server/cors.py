@@ -19,25 +19,16 @@ from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 from multidict import CIMultiDict
 
 from foxmock._exceptions import RequestError
+from foxmock.faults import RATE_LIMIT_HEADERS, RETRY_HEADERS
+from foxmock.request_ids import HEADER as REQUEST_ID
 from foxmock.server.admin import PREFIX
 from foxmock.server.errors import expect_handler, guard
 
 ANY = "*"
 MAX_AGE = "600"
 ALLOW_METHODS = "GET, POST, OPTIONS"
-EXPOSED = ", ".join(
-    (
-        "x-request-id",
-        "retry-after",
-        "retry-after-ms",
-        "x-ratelimit-limit-requests",
-        "x-ratelimit-remaining-requests",
-        "x-ratelimit-reset-requests",
-        "x-ratelimit-limit-tokens",
-        "x-ratelimit-remaining-tokens",
-        "x-ratelimit-reset-tokens",
-    )
-)
+# what a page may read of an answer: its id, and what a fault says of retrying and the quota
+EXPOSED = ", ".join((REQUEST_ID, *RETRY_HEADERS, *RATE_LIMIT_HEADERS))
 MAX_REQUEST_HEADERS = 1024  # characters of Access-Control-Request-Headers echoed at most
 REQUEST_METHOD = "Access-Control-Request-Method"
 REQUEST_HEADERS = "Access-Control-Request-Headers"
