@@ -9,7 +9,7 @@ COPY foxmock ./foxmock
 COPY scenarios ./scenarios
 # A self-contained virtualenv without pip: the final stage copies just this folder.
 RUN python3 -m venv /opt/foxmock \
-    && /opt/foxmock/bin/pip install --no-cache-dir --disable-pip-version-check . \
+    && /opt/foxmock/bin/pip install --no-cache-dir --disable-pip-version-check '.[redis]' \
     && /opt/foxmock/bin/pip uninstall --yes pip setuptools \
     && /opt/foxmock/bin/python -m compileall -q /opt/foxmock
 

@@ -210,6 +210,43 @@ def _server_options(serve: argparse.ArgumentParser) -> None:
         "own journal and run-time scenarios (env FOXMOCK_WORKERS)",
     )
     serve.add_argument(
+        "--state",
+        default=os.environ.get("FOXMOCK_STATE"),
+        metavar="URL",
+        help="where sequence counters and quotas live: memory (default) or "
+        "redis://HOST:PORT/DB, shared by workers and replicas (env FOXMOCK_STATE)",
+    )
+    serve.add_argument(
+        "--state-timeout",
+        type=float,
+        default=_env_number("FOXMOCK_STATE_TIMEOUT", 1.0),
+        metavar="S",
+        help="a state store that does not answer within S seconds is down: requests that "
+        "need it get 503 (env FOXMOCK_STATE_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--max-state-keys",
+        type=int,
+        default=_env_number("FOXMOCK_MAX_STATE_KEYS", 100_000, int),
+        metavar="N",
+        help="counters and quota windows kept in memory at most; the least recently used go "
+        "(env FOXMOCK_MAX_STATE_KEYS)",
+    )
+    serve.add_argument(
+        "--sequence-scope",
+        default=os.environ.get("FOXMOCK_SEQUENCE_SCOPE", "server"),
+        metavar="SCOPE",
+        help="whose counter a sequence without its own scope advances: server, api_key, "
+        "header:NAME or body:PATH (env FOXMOCK_SEQUENCE_SCOPE)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        default=os.environ.get("FOXMOCK_RATE_LIMIT"),
+        metavar="SPEC",
+        help="a quota for every answer of a scenario without its own, per API key: "
+        "rpm=N,tpm=N[,scope=...] (env FOXMOCK_RATE_LIMIT)",
+    )
+    serve.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         default=os.environ.get("FOXMOCK_LOG_LEVEL", "info"),
@@ -383,6 +420,12 @@ def _serve(args: argparse.Namespace) -> int:
         cors=args.cors or cors_from_env(),
         max_scenarios=args.max_scenarios,
         journal_size=args.journal_size,
+        state=args.state,
+        state_timeout=args.state_timeout,
+        max_state_keys=args.max_state_keys,
+        sequence_scope=args.sequence_scope,
+        rate_limit=args.rate_limit,
+        workers=args.workers,
     )
     try:
         app = create_app(config)

@@ -57,6 +57,13 @@ class Config:
     max_scenarios: int = 100_000  # admin additions may not make more scenarios than this
     admin_hosts: Sequence[str] = ()  # Host names the admin answers besides loopback ones
     cors: Sequence[str] = ()  # origins whose web pages may call the API ("*": any); none: off
+    state: str | None = None  # where counters and quotas live: None/"memory", or redis://...
+    state_timeout: float = 1.0  # a state store that does not answer in this long is down
+    state_ttl: float = 86400.0  # a counter unused this long is forgotten (Redis)
+    max_state_keys: int = 100_000  # counters and windows kept in memory at most
+    sequence_scope: str = "server"  # the scope of scenarios without their own (plugin: test)
+    rate_limit: str | Mapping[str, Any] | None = None  # a quota for every answered request
+    workers: int = 1  # processes serving (memory state cannot be shared between them)
 
     def check(self) -> None:
         """Raise `ValueError` naming the first setting that is out of range."""
@@ -69,6 +76,9 @@ class Config:
             "max body bytes": self.max_body_bytes,
             "max scenarios": self.max_scenarios,
             "max record bytes": self.max_record_bytes,
+            "state timeout": self.state_timeout,
+            "state TTL": self.state_ttl,
+            "max state keys": self.max_state_keys,
         }
         for name, value in positive.items():
             if not value > 0:
@@ -109,3 +119,45 @@ def cors_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     raw = env.get("FOXMOCK_CORS", "")
     return [o.strip() for o in raw.split(",") if o.strip()]
+
+
+RATE_LIMIT_NAMES = {
+    "rpm": "requests_per_minute",
+    "requests_per_minute": "requests_per_minute",
+    "tpm": "tokens_per_minute",
+    "tokens_per_minute": "tokens_per_minute",
+    "scope": "scope",
+}
+
+
+def parse_rate_limit(spec: str | Mapping[str, Any]) -> dict[str, Any]:
+    """``rpm=60,tpm=100000,scope=api_key`` (or the YAML mapping) as a rate_limit mapping."""
+    if isinstance(spec, Mapping):
+        items = [(str(k), v) for k, v in spec.items()]
+    else:
+        items = []
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError(f"--rate-limit: {part!r} is not NAME=VALUE (e.g. rpm=60,tpm=1000)")
+            items.append((name.strip(), value.strip()))
+    out: dict[str, Any] = {}
+    for name, value in items:
+        key = RATE_LIMIT_NAMES.get(name)
+        if key is None:
+            raise ValueError(f"--rate-limit: unknown name {name!r} (rpm, tpm, scope)")
+        if key == "scope":
+            out[key] = value
+            continue
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"--rate-limit: {name} must be a whole number, not {value!r}"
+            ) from None
+        if number < 1:
+            raise ValueError(f"--rate-limit: {name} must be at least 1, not {number}")
+        out[key] = number
+    if "requests_per_minute" not in out and "tokens_per_minute" not in out:
+        raise ValueError("--rate-limit needs rpm=N and/or tpm=N")
+    return out

@@ -97,6 +97,7 @@ class Entry:
     finish_reason: str | None = None
     duration_ms: float = 0.0
     request_id: str = ""  # the x-request-id its response carries
+    step: int | None = None  # the sequence step (or use, for times) it got; None: not counted
     held: bool = True  # counted in its journal's bytes (False once evicted or cleared)
 
     @property
@@ -139,6 +140,7 @@ class Entry:
             "body_bytes": self.body_bytes,
             "status": self.status,
             "scenario": self.scenario,
+            "step": self.step,
             "stream": self.stream,
             "near_miss": self.near_miss,
             "error": self.error,
@@ -154,7 +156,8 @@ class Entry:
     def __repr__(self) -> str:
         return (
             f"Entry(id={self.id}, status={self.status}, scenario={self.scenario!r}, "
-            f"stream={self.stream}, body_bytes={self.body_bytes}, headers={self.headers!r})"
+            f"step={self.step}, stream={self.stream}, body_bytes={self.body_bytes}, "
+            f"headers={self.headers!r})"
         )
 
 

@@ -222,6 +222,7 @@ def foxmock_server(pytestconfig: pytest.Config) -> Iterator[MockServer]:
         sources.get("scenarios", ()),
         seed=settings.get("seed"),
         time_scale=settings.get("time_scale", 1.0),
+        sequence_scope="test",
     )
     with server:
         yield server
@@ -232,6 +233,7 @@ def _apply(server: MockServer, item: pytest.Item, fixture_config: dict[str, Any]
     cli, ini, marker = _cli(item.config), _ini(item.config), _marker(item)
     settings = resolve(cli, marker, dict(fixture_config), ini)
     server.reset()
+    server.test_id = item.nodeid  # the `test` scope: every test starts its sequences at step 1
     own = resolve(marker, dict(fixture_config)).get("sources")
     if own is not None and "sources" not in resolve(cli):
         server.clear()
@@ -295,7 +297,9 @@ if pytest_asyncio is not None:
             data=sources.get("data"),
             seed=settings.get("seed"),
             time_scale=settings.get("time_scale", 1.0),
+            sequence_scope="test",
         ) as server:
+            server.test_id = item.nodeid
             _attach_recordings(server, item, settings)
             item.stash[_SETTINGS_KEY] = settings
             item.stash[_SERVER_KEY] = server

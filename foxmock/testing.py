@@ -87,9 +87,41 @@ class MockServer:
         self.state.store.clear()
 
     def reset(self) -> None:
-        """Back to the scenarios the server started with, and an empty journal."""
+        """Back to the scenarios the server started with, an empty journal, and every sequence
+        counter and quota window at its start."""
         self.state.store.reset()
         self.journal.clear()
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        """Every sequence counter and quota window back at its start (the journal is kept).
+
+        A Redis store is cleared on the server's thread (``with``); under ``async with`` use
+        ``await server.reset_state_async()``."""
+        counting = self.state.counting
+        if counting is None:
+            return
+        if counting.store.url == "memory":
+            counting.store.clear_now()
+        elif self._loop is not None and self._thread is not None:
+            asyncio.run_coroutine_threadsafe(counting.store.clear(), self._loop).result(30)
+        else:
+            raise RuntimeError("with a Redis state store, await reset_state_async() here")
+
+    async def reset_state_async(self) -> None:
+        """`reset_state` on the running loop (any store)."""
+        if self.state.counting is not None:
+            await self.state.counting.store.clear()
+
+    @property
+    def test_id(self) -> str:
+        """The key of the ``test`` scope: counters of that scope are this test's own."""
+        return self.state.counting.test_id if self.state.counting is not None else ""
+
+    @test_id.setter
+    def test_id(self, value: str) -> None:
+        if self.state.counting is not None:
+            self.state.counting.test_id = value
 
     def reload(self) -> None:
         """Re-read the scenario files; raises `ScenarioError` and keeps serving on problems."""

@@ -93,3 +93,6 @@ def openapi() -> Callable[[str, Any], None]:
     """
     openapi_spec()
     return validate_schema
+
+
+from tests.redis_support import redis_server, redis_url, state_url  # noqa: E402,F401

@@ -108,7 +108,7 @@ BROKEN = [
         "    respnd: {content: x}\n",  # 4
         [
             (4, "scenarios[0].respnd", "unknown key 'respnd' (did you mean 'respond'?)"),
-            (3, "scenarios[0]", "needs 'respond' or 'fault' (or both)"),
+            (3, "scenarios[0]", "needs 'respond', 'fault' or 'sequence'"),
         ],
         id="scenario-key-typo",
     ),
@@ -198,7 +198,7 @@ BROKEN = [
         "scenarios:\n"
         "  - name: a\n"  # 3
         "    match: {last_user: hi}\n",
-        [(3, "scenarios[0]", "needs 'respond' or 'fault' (or both)")],
+        [(3, "scenarios[0]", "needs 'respond', 'fault' or 'sequence'")],
         id="missing-respond-and-fault",
     ),
     pytest.param(
@@ -524,7 +524,7 @@ MANY_EXPECTED: list[Expected] = [
     (17, "scenarios[3]", "'name' is a required property"),
     (20, "scenarios[4].priority", "'high' is not of type 'integer'"),
     (26, "scenarios[5].respond.tool_calls[0].arguments", "arguments are not valid JSON"),
-    (27, "scenarios[6]", "needs 'respond' or 'fault' (or both)"),
+    (27, "scenarios[6]", "needs 'respond', 'fault' or 'sequence'"),
     (32, "scenarios[7].match.headers.x-case.regex", "invalid regular expression '*'"),
     (35, "scenarios[7].fault.message", "template syntax error"),
 ]

@@ -16,10 +16,13 @@ from foxmock.matching import CompileError, compile_match
 from foxmock.scenarios.model import (
     RESERVED_FIELDS,
     Fault,
+    RateLimit,
     Render,
     Respond,
     Scenario,
     ScenarioSet,
+    Scope,
+    Stateful,
     ToolCallSpec,
 )
 from foxmock.scenarios.quickcheck import surely_valid
@@ -263,16 +266,14 @@ class _FileCompiler:
             ),
         )
 
-    def scenario(
-        self, spec: Mapping[str, Any], index: int, defaults: Mapping[str, Any], base: Latency
-    ) -> Scenario:
-        path: tuple[str | int, ...] = ("scenarios", index)
-        self.literal = spec.get("literal") is True
-        errors: list[CompileError] = []
-        match = compile_match(spec.get("match"), (*path, "match"), errors)
-        for error in errors:
-            self.problem(error.path, error.message)
-        stream = {**(defaults.get("stream") or {}), **(spec.get("stream") or {})}
+    def answer(
+        self,
+        spec: Mapping[str, Any],
+        path: tuple[str | int, ...],
+        stream: Mapping[str, Any],
+        latency: Latency,
+    ) -> dict[str, Any]:
+        """The answer fields of a scenario or of one sequence step, as `Scenario` keywords."""
         chunks = [
             self.template(c, (*path, "stream", "chunks", i))
             for i, c in enumerate(stream.get("chunks") or [])
@@ -292,23 +293,125 @@ class _FileCompiler:
                     (*path, "fault"),
                     "a fault with a probability needs a respond block for when it does not fire",
                 )
-        latency = self.latency(spec.get("latency"), (*path, "latency")).merged_over(base)
-        return Scenario(
+        return {
+            "respond": respond,
+            "fault": fault,
+            "chunking": Chunking(stream.get("by", "tokens"), int(stream.get("size", 1))),
+            "chunks": chunks or None,
+            "latency": self.latency(spec.get("latency"), (*path, "latency")).merged_over(latency),
+            "usage_chunk": bool(stream.get("usage_chunk", True)),
+        }
+
+    def scenario(
+        self,
+        spec: Mapping[str, Any],
+        index: int,
+        defaults: Mapping[str, Any],
+        base: Latency,
+        file_quota: RateLimit | None = None,
+    ) -> Scenario:
+        path: tuple[str | int, ...] = ("scenarios", index)
+        self.literal = spec.get("literal") is True
+        errors: list[CompileError] = []
+        match = compile_match(spec.get("match"), (*path, "match"), errors)
+        for error in errors:
+            self.problem(error.path, error.message)
+        stream = {**(defaults.get("stream") or {}), **(spec.get("stream") or {})}
+        sequence = spec.get("sequence")
+        if sequence is not None:
+            for key in ("respond", "fault"):
+                if key in spec:
+                    self.problem(
+                        (*path, key), f"give {key} inside the sequence's steps, not beside"
+                    )
+        scenario = Scenario(
             name=spec["name"],
             match=match,
-            respond=respond,
-            fault=fault,
-            chunking=Chunking(stream.get("by", "tokens"), int(stream.get("size", 1))),
-            chunks=chunks or None,
-            latency=latency,
+            **self.answer({} if sequence is not None else spec, path, stream, base),
             priority=int(spec.get("priority", 0)),
             description=str(spec.get("description", "")),
             file=self.source,
             line=line_of(self.lines, path) or 1,
             position=index,
             literal=self.literal,
-            usage_chunk=bool(stream.get("usage_chunk", True)),
         )
+        if sequence is not None:
+            steps = [
+                scenario._replace(
+                    **self.answer(
+                        step,
+                        (*path, "sequence", i),
+                        {**stream, **(step.get("stream") or {})},
+                        scenario.latency,
+                    ),
+                    line=line_of(self.lines, (*path, "sequence", i)) or scenario.line,
+                )
+                for i, step in enumerate(sequence)
+            ]
+        else:
+            steps = []
+        state = self.stateful(spec, path, steps, file_quota)
+        return scenario._replace(state=state) if state is not None else scenario
+
+    def stateful(
+        self,
+        spec: Mapping[str, Any],
+        path: tuple[str | int, ...],
+        steps: Sequence[Scenario],
+        file_quota: RateLimit | None,
+    ) -> Stateful | None:
+        """What a scenario counts (its sequence, use limit and quota), or None for none."""
+        after = str(spec.get("after", "repeat"))
+        times = spec.get("times")
+        if after == "pass" and times is not None:
+            self.problem((*path, "times"), "give times or after: pass, not both")
+        if "after" in spec and not steps:
+            self.problem((*path, "after"), "after applies to a sequence; this scenario has none")
+        limit = times if times is not None else (len(steps) if after == "pass" else None)
+        quota = file_quota
+        if "rate_limit" in spec:
+            quota = self.rate_limit(spec["rate_limit"], (*path, "rate_limit"), spec["name"])
+        scope = parse_scope(spec["scope"]) if "scope" in spec else None
+        if scope is not None and not steps and limit is None:
+            self.problem(
+                (*path, "scope"),
+                "scope applies to a sequence or times; use rate_limit.scope for a quota",
+            )
+        if not steps and limit is None and quota is None:
+            return None
+        return Stateful(steps, limit, scope, quota, after)
+
+    def rate_limit(
+        self, spec: Mapping[str, Any], path: tuple[str | int, ...], bucket: str
+    ) -> RateLimit:
+        return RateLimit(
+            requests_per_minute=spec.get("requests_per_minute"),
+            tokens_per_minute=spec.get("tokens_per_minute"),
+            scope=parse_scope(spec.get("scope", "api_key")),
+            bucket=bucket,
+        )
+
+
+def parse_scope(spec: Any) -> Scope:
+    """A `Scope` from its YAML form: a name, or ``{header: NAME}`` / ``{body: PATH}``
+    (or ``header:NAME`` / ``body:PATH`` as one string, as the command line gives it)."""
+    if isinstance(spec, Mapping):
+        kind, name = next(iter(spec.items()))
+        return Scope(str(kind), str(name).lower() if kind == "header" else str(name))
+    text = str(spec)
+    kind, _, name = text.partition(":")
+    kind = kind.strip()
+    if kind in ("header", "body") and name.strip():
+        name = name.strip()
+        return Scope(kind, name.lower() if kind == "header" else name)
+    if text in SCOPE_NAMES:
+        return Scope(text)
+    raise ValueError(
+        f"unknown scope {text!r}: use {', '.join(SCOPE_NAMES)}, header:NAME or body:PATH"
+    )
+
+
+SCOPE_NAMES = ("server", "test", "api_key")
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -381,8 +484,10 @@ def _message(error: Any) -> str:
     if error.validator in ("anyOf", "oneOf") and all(
         sub.validator == "required" for sub in error.context
     ):
-        names = " or ".join(repr(sub.validator_value[0]) for sub in error.context)
-        return f"needs {names} (or both)"
+        names = [repr(sub.validator_value[0]) for sub in error.context]
+        if len(names) == 2:
+            return f"needs {names[0]} or {names[1]} (or both)"
+        return f"needs {', '.join(names[:-1])} or {names[-1]}"
     if error.validator == "const":
         return f"must be {error.validator_value!r}, got {error.instance!r}"
     return str(_pick(error).message)
@@ -432,8 +537,11 @@ def compile_document(
     defaults_ok = not any(p.key.startswith("defaults") for p in problems)
     defaults = (data.get("defaults") or {}) if defaults_ok else {}
     base = compiler.latency(defaults.get("latency"), ("defaults", "latency"))
+    file_quota = None
+    if "rate_limit" in defaults:
+        file_quota = compiler.rate_limit(defaults["rate_limit"], ("defaults",), f"file:{source}")
     scenarios = [
-        compiler.scenario(spec, i, defaults, base)
+        compiler.scenario(spec, i, defaults, base, file_quota)
         for i, spec in enumerate(data["scenarios"])
         if f"scenarios[{i}" not in broken
     ]

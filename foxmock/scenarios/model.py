@@ -88,10 +88,48 @@ class Scenario(NamedTuple):
     position: int = 0  # its place in the file's scenarios list
     literal: bool = False  # answer strings are sent as written, never rendered
     usage_chunk: bool = True  # a stream asked for include_usage ends with a usage chunk
+    state: Stateful | None = None  # a sequence, a use limit or a quota; None: stateless
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
+
+
+class Scope(NamedTuple):
+    """Whose counter a request advances: ``server``, ``test``, ``api_key``, or the value of a
+    ``header`` or a ``body`` path (``name``)."""
+
+    kind: str
+    name: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}" if self.name else self.kind
+
+
+class RateLimit(NamedTuple):
+    """A request and token quota per minute (scaled by the time scale), counted per scope key
+    in the ``bucket`` of whoever declared it: a scenario, a file, or the server."""
+
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    scope: Scope = Scope("api_key")
+    bucket: str = "server"
+
+
+class Stateful(NamedTuple):
+    """What a scenario counts: its ``steps`` (each a scenario of its own answer; empty: the
+    scenario is its one step), how many uses it has (None: unbounded) and its quota."""
+
+    steps: Sequence[Scenario] = ()
+    limit: int | None = None
+    scope: Scope | None = None  # None: the server's default scope
+    rate_limit: RateLimit | None = None
+    after: str = "repeat"
+
+    @property
+    def counted(self) -> bool:
+        """Whether requests advance a counter (a sequence or a use limit)."""
+        return bool(self.steps) or self.limit is not None
 
 
 class NearMiss(NamedTuple):
@@ -147,6 +185,8 @@ class ScenarioSet:
         ranked = sorted(enumerate(scenarios), key=lambda pair: (-pair[1].priority, pair[0]))
         self.scenarios: list[Scenario] = [s for _, s in ranked]
         self.models: list[str] = list(dict.fromkeys(models))
+        self._rank = {id(s): rank for rank, s in enumerate(self.scenarios)}
+        self.stateful = any(s.state is not None for s in self.scenarios)
         self._index: dict[tuple[str | None, ...], list[int]] = {}
         for rank, scenario in enumerate(self.scenarios):
             self._index.setdefault(_index_key(scenario), []).append(rank)
@@ -178,6 +218,15 @@ class ScenarioSet:
             scenario = scenarios[rank]
             if scenario.match.test(req):
                 return scenario
+        return None
+
+    def find_after(self, req: ChatRequest, scenario: Scenario) -> Scenario | None:
+        """The first scenario after ``scenario`` in match order whose match holds; or None."""
+        after = self._rank[id(scenario)]
+        scenarios = self.scenarios
+        for rank in self._candidates(req):
+            if rank > after and scenarios[rank].match.test(req):
+                return scenarios[rank]
         return None
 
     def near_misses(self, req: ChatRequest, limit: int = 3) -> list[NearMiss]:

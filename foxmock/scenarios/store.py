@@ -91,6 +91,10 @@ def serve(parts: Parts) -> ScenarioSet:
 Edit = Callable[[Parts], Parts]
 
 
+class NeedsSharedState(ValueError):
+    """A scenario set that counts, on a server whose workers cannot share counters."""
+
+
 class ScenarioStore:
     """Owns what is served; every change builds a new `ScenarioSet` and swaps it in one step.
 
@@ -113,6 +117,9 @@ class ScenarioStore:
         self.current = ScenarioSet([])
         self.last_error: list[Problem] = []
         self._stamp: tuple[tuple[str, float, int], ...] = ()
+        self.check: ScenarioStore.Check | None = None  # refuses a set (see app.shared_state_check)
+
+    Check = Callable[[ScenarioSet], None]
 
     def load(self) -> None:
         """Load the files; raise `ScenarioError` on any problem (nothing is swapped then)."""
@@ -131,7 +138,10 @@ class ScenarioStore:
         self._stamp = loaded.stamp
         if loaded.problems:
             return loaded.problems
-        self._change(_loading(loaded))
+        try:
+            self._change(_loading(loaded))
+        except NeedsSharedState as exc:
+            return [Problem("<server>", None, "", str(exc))]
         return []
 
     async def apply_async(self, loaded: Loaded) -> list[Problem]:
@@ -139,7 +149,10 @@ class ScenarioStore:
         self._stamp = loaded.stamp
         if loaded.problems:
             return loaded.problems
-        await self._change_async(_loading(loaded))
+        try:
+            await self._change_async(_loading(loaded))
+        except NeedsSharedState as exc:
+            return [Problem("<server>", None, "", str(exc))]
         return []
 
     def reload(self) -> list[Problem]:
@@ -272,6 +285,8 @@ class ScenarioStore:
                 return
 
     def _commit(self, parts: Parts, current: ScenarioSet) -> None:
+        if self.check is not None:
+            self.check(current)
         self._parts, self.current = parts, current
         self._version += 1
 

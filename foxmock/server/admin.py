@@ -20,6 +20,8 @@ from foxmock.scenarios.yamlnodes import Lines, YamlProblem, load_yaml
 from foxmock.server.errors import add_guarded
 from foxmock.server.offload import collector_paused
 from foxmock.server.state import STATE, ServerState
+from foxmock.stateful import unavailable
+from foxmock.statestore import StateUnavailable
 
 PREFIX = "/_foxmock"
 ADMIN_MODES = ("on", "loopback", "off")
@@ -266,7 +268,66 @@ async def reset(request: web.Request) -> web.StreamResponse:
     state = _state(request)
     await state.store.reset_async()
     state.journal.clear()
+    await _clear_counters(state, None)
     return _json({"scenarios": len(state.scenarios)})
+
+
+async def _clear_counters(state: ServerState, scenario: str | None) -> int:
+    if state.counting is None:
+        return 0
+    try:
+        return await state.counting.store.clear(scenario)
+    except StateUnavailable as exc:
+        raise unavailable(exc) from None
+
+
+def _described(entry: dict[str, Any], scenarios: dict[str, Scenario]) -> dict[str, Any]:
+    """A store entry with what its scenario says of it: steps, limit, next step, used up."""
+    scenario = scenarios.get(entry["name"])
+    counted = scenario.state if scenario is not None else None
+    if entry["kind"] != "sequence" or counted is None:
+        return entry
+    uses = entry["count"]
+    steps = len(counted.steps)
+    described = {**entry, "steps": steps or None, "limit": counted.limit}
+    described["used_up"] = counted.limit is not None and uses >= counted.limit
+    described["next_step"] = None if described["used_up"] else (min(uses + 1, steps) or None)
+    return described
+
+
+async def read_state(request: web.Request) -> web.StreamResponse:
+    """``GET /_foxmock/state``: sequence counters and quota windows, as the store holds them."""
+    state = _state(request)
+    counting = state.counting
+    if counting is None:
+        return _json({"store": None, "entries": []})
+    try:
+        entries = await counting.store.entries()
+    except StateUnavailable as exc:
+        raise unavailable(exc) from None
+    by_name = {s.name: s for s in state.scenarios.scenarios}
+    quota = counting.quota
+    return _json(
+        {
+            "store": counting.store.shown(),
+            "default_scope": str(counting.default_scope),
+            "rate_limit": None
+            if quota is None
+            else {
+                "requests_per_minute": quota.requests_per_minute,
+                "tokens_per_minute": quota.tokens_per_minute,
+                "scope": str(quota.scope),
+            },
+            "test": counting.test_id or None,
+            "entries": [_described(e, by_name) for e in entries],
+        }
+    )
+
+
+async def clear_state(request: web.Request) -> web.StreamResponse:
+    """``DELETE /_foxmock/state[?scenario=NAME]``: every counter and window starts again."""
+    dropped = await _clear_counters(_state(request), request.query.get("scenario"))
+    return _json({"cleared": dropped})
 
 
 async def reload(request: web.Request) -> web.StreamResponse:
@@ -355,6 +416,8 @@ def admin_app() -> web.Application:
         ("POST", "/reload", reload),
         ("GET", "/journal", read_journal),
         ("DELETE", "/journal", clear_journal),
+        ("GET", "/state", read_state),
+        ("DELETE", "/state", clear_state),
     ]
     add_guarded(app.router, routes, check_admin_access)
     return app

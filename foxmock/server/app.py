@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from foxmock.config import Config
+from foxmock.config import Config, parse_rate_limit
 from foxmock.journal import Journal
 from foxmock.latency import Latency
 from foxmock.recorder.modes import RecordMode
 from foxmock.request_ids import stamp
-from foxmock.scenarios.store import ScenarioStore
+from foxmock.scenarios.loader import parse_scope
+from foxmock.scenarios.model import RateLimit, ScenarioSet
+from foxmock.scenarios.store import NeedsSharedState, ScenarioStore
 from foxmock.server import handlers
 from foxmock.server.admin import ADMIN_MODES, PREFIX, admin_app
 from foxmock.server.auth import check_api_key
@@ -25,6 +27,8 @@ from foxmock.server.cors import install as install_cors
 from foxmock.server.errors import add_guarded, add_pathless, expect_handler
 from foxmock.server.state import STATE, ServerState
 from foxmock.server.watch import watch_ctx
+from foxmock.stateful import Counting
+from foxmock.statestore import open_store
 from foxmock.templating import TemplateEngine
 
 if TYPE_CHECKING:
@@ -75,6 +79,44 @@ def make_recorder(config: Config, store: ScenarioStore) -> Recorder | None:
     return Recorder(settings, store)
 
 
+def make_counting(config: Config) -> Counting:
+    """The state store, default scope and server-wide quota a config asks for."""
+    quota = None
+    if config.rate_limit is not None:
+        spec = parse_rate_limit(config.rate_limit)
+        quota = RateLimit(
+            spec.get("requests_per_minute"),
+            spec.get("tokens_per_minute"),
+            parse_scope(spec.get("scope", "api_key")),
+            "server",
+        )
+    store = open_store(config.state, config.max_state_keys, config.state_ttl, config.state_timeout)
+    return Counting(store, parse_scope(config.sequence_scope), quota)
+
+
+def shared_state_check(config: Config) -> ScenarioStore.Check | None:
+    """With several workers and counters in memory, refuse scenario sets that count: each
+    worker would keep its own counters, and a sequence would run once per worker."""
+    if config.workers <= 1 or config.state not in (None, "", "memory"):
+        return None
+
+    def check(scenarios: ScenarioSet) -> None:
+        counted = [s for s in scenarios.scenarios if s.state is not None]
+        if counted or config.rate_limit is not None:
+            what = (
+                f"scenario {counted[0].name!r} ({counted[0].where}) uses a sequence, times or "
+                "a rate_limit"
+                if counted
+                else "--rate-limit is set"
+            )
+            raise NeedsSharedState(
+                f"{what}, but with --workers {config.workers} and no --state each worker "
+                "would count on its own; give --state redis://HOST:PORT/DB (or run one worker)"
+            )
+
+    return check
+
+
 RECORDING_GRACE = 10.0  # seconds a stopping server waits for recordings still being written
 
 
@@ -88,6 +130,8 @@ def create_app(config: Config | None = None) -> web.Application:
     rng = random.Random(config.seed)
     engine = TemplateEngine(rng)
     store = ScenarioStore(config.scenario_paths(), engine, config.max_scenarios)
+    store.check = shared_state_check(config)
+    counting = make_counting(config)
     store.load()
     state = ServerState(
         config=config,
@@ -97,6 +141,7 @@ def create_app(config: Config | None = None) -> web.Application:
         rng=rng,
         api_keys=frozenset(config.api_keys),
         latency=Latency.parse(config.latency),
+        counting=counting,
     )
     state.recorder = make_recorder(config, store)
     app = web.Application(client_max_size=config.max_body_bytes)  # no middleware: see errors
@@ -119,7 +164,14 @@ def create_app(config: Config | None = None) -> web.Application:
         app.cleanup_ctx.append(watch_ctx)
     if state.recorder is not None:
         app.on_shutdown.append(_finish_recordings)
+    app.on_cleanup.append(_close_state)
     return app
+
+
+async def _close_state(app: web.Application) -> None:
+    counting = app[STATE].counting
+    if counting is not None:
+        await counting.store.close()
 
 
 async def _finish_recordings(app: web.Application) -> None:

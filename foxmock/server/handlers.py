@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from foxmock.journal import Entry
 from foxmock.openai.request import ChatRequest
 from foxmock.openai.responses import make_id, model_object
 from foxmock.openai.validation import decode_body, validate_chat_request
-from foxmock.plan import shape
+from foxmock.plan import Plan, shape
 from foxmock.replay import Replay, ReplayCache, replay_key
 from foxmock.request_ids import REQUEST_KEY
 from foxmock.scenarios.model import Scenario, ScenarioSet
@@ -32,6 +33,7 @@ from foxmock.server.errors import (
 )
 from foxmock.server.offload import HEAVY_BODY_BYTES, off_loop
 from foxmock.server.state import STATE, ServerState
+from foxmock.stateful import Chosen, Counting, charge, choose, quota_headers
 from foxmock.templating import RequestContext
 
 log = logging.getLogger("foxmock")
@@ -83,13 +85,19 @@ async def read_body(request: web.Request) -> bytes:
         ) from None
 
 
-def no_match_error(scenarios: ScenarioSet, req: ChatRequest) -> RequestError:
-    """The 404 sent when no scenario matches, naming the nearest scenarios and why they missed."""
+def no_match_error(
+    scenarios: ScenarioSet, req: ChatRequest, used_up: Sequence[str] = ()
+) -> RequestError:
+    """The 404 sent when no scenario matches, naming the nearest scenarios and why they missed
+    (first those that matched but were used up: a sequence at its end, a ``times`` reached)."""
     summary = (
         f"model {req.model!r}, {len(req.messages)} message(s), "
         f"last user message {req.last_user[:80]!r}"
     )
     lines = [f"No foxmock scenario matched this request ({summary})."]
+    if used_up:
+        lines.append("Matched, but used up:")
+        lines.extend(f"  - {note}" for note in used_up)
     near, skipped = scenarios.nearest(req)
     if near:
         lines.append("Nearest scenarios:")
@@ -176,21 +184,41 @@ async def _chat(
         body, req, scenario = await off_loop(_understand, entry, raw, request, scenarios, lenient)
     else:
         body, req, scenario = _understand(entry, raw, request, scenarios, lenient)
+    counting = state.counting
+    chosen: Chosen | None = None
+    if (
+        scenario is not None
+        and counting is not None
+        and (scenario.state is not None or counting.quota is not None)
+    ):
+        assert req is not None
+        entry.scenario = scenario.name  # kept if its quota refuses the request
+        chosen = await choose(scenarios, req, scenario, counting, state.config.time_scale)
+        scenario, entry.step = chosen.scenario, chosen.step
     if recorder is not None and recorder.mode.forwards(scenario is not None):
         response, recorded = await recorder.forward(request, body)
         entry.scenario = recorded or f"<{recorder.mode.value}: {recorder.settings.upstream}>"
         return response
     assert req is not None  # only a forwarded request goes unvalidated
     if scenario is None:
+        used_up = chosen.used_up if chosen is not None else ()
         if heavy:
-            error = await off_loop(no_match_error, scenarios, req)
+            error = await off_loop(no_match_error, scenarios, req, used_up)
         else:
-            error = no_match_error(scenarios, req)
+            error = no_match_error(scenarios, req, used_up)
+        entry.scenario = None
         entry.near_miss = error.message
         log.warning("%s", error.message)
         raise error
     entry.scenario = scenario.name
-    admit = not heavy and cache is not None and key is not None and cache.wants(key, scenario.name)
+    # a counted answer (or one that passed a used-up scenario) depends on more than the body
+    admit = (
+        chosen is None
+        and not heavy
+        and cache is not None
+        and key is not None
+        and cache.wants(key, scenario.name)
+    )
     rng_before = state.rng.getstate() if admit else None
     state.engine.read_clock = False
     ctx = RequestContext(req)
@@ -215,8 +243,22 @@ async def _chat(
             rng_before=rng_before,
             rng=state.rng,
         )
+    if chosen is not None and counting is not None and chosen.take is not None:
+        await _count_answer(counting, chosen, plan, int(req.body.get("n") or 1))
     _journal_answer(entry, plan.answer, plan.fault)
     return await deliver(request, plan)
+
+
+async def _count_answer(counting: Counting, chosen: Chosen, plan: Plan, n: int) -> None:
+    """Count the answer's tokens in its quota and say what is left in the headers."""
+    answer, take = plan.answer, chosen.take
+    assert take is not None
+    tokens = 0
+    if answer is not None:
+        tokens = answer.prompt_tokens + answer.completion_tokens * n - take.tokens
+    quota = await charge(counting, chosen, tokens)
+    if quota is not None:
+        plan.headers.update(quota_headers(quota))
 
 
 def _understand(

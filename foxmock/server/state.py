@@ -16,6 +16,7 @@ from foxmock.matching import Text
 from foxmock.replay import ReplayCache
 from foxmock.scenarios.model import ScenarioSet
 from foxmock.scenarios.store import ScenarioStore
+from foxmock.stateful import Counting
 from foxmock.templating import TemplateEngine
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class ServerState:
     latency: Latency = Latency()
     journal: Journal = field(default_factory=Journal)
     recorder: Recorder | None = None
+    counting: Counting | None = None  # the state store and its settings (see create_app)
     _replay: tuple[ScenarioSet, ReplayCache | None] | None = None
 
     @property
@@ -45,7 +47,10 @@ class ServerState:
     def replay_cache(self, scenarios: ScenarioSet) -> ReplayCache | None:
         """The replay cache of ``scenarios`` (a new set starts empty); None when off for it."""
         if self._replay is None or self._replay[0] is not scenarios:
-            off = self.recorder is not None
+            # every answer under a server-wide quota carries its own remaining counts
+            off = self.recorder is not None or (
+                self.counting is not None and self.counting.quota is not None
+            )
             self._replay = (scenarios, None if off else ReplayCache())
         return self._replay[1]
 
