@@ -89,9 +89,9 @@ class MockServer:
     def reset(self) -> None:
         """Back to the scenarios the server started with, an empty journal, and every sequence
         counter and quota window at its start."""
+        self.reset_state()  # first: a Redis that is down raises before anything changed
         self.state.store.reset()
         self.journal.clear()
-        self.reset_state()
 
     def reset_state(self) -> None:
         """Every sequence counter and quota window back at its start (the journal is kept).

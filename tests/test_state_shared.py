@@ -216,6 +216,13 @@ def test_redis_outage_refuses_only_stateful_requests(redis_server: RedisServer) 
             assert data["error"]["type"] == "server_error"
             assert took < 10, took
             assert answer(server.base_url, "hello") == "no state needed"
+            # a reset that cannot clear the counters changes nothing: 503, journal kept
+            kept = len(server.journal)
+            reset = urllib.request.Request(f"{server.url}/_foxmock/reset", method="POST")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(reset, timeout=30)
+            assert refused.value.code == 503
+            assert len(server.journal) == kept
             redis_server.start()
             deadline = time.monotonic() + 20
             while True:

@@ -266,9 +266,9 @@ async def clear_scenarios(request: web.Request) -> web.StreamResponse:
 
 async def reset(request: web.Request) -> web.StreamResponse:
     state = _state(request)
+    await _clear_counters(state, None)  # first: a store that is down leaves all as it was
     await state.store.reset_async()
     state.journal.clear()
-    await _clear_counters(state, None)
     return _json({"scenarios": len(state.scenarios)})
 
 
