@@ -15,13 +15,13 @@ import argparse
 import http.client
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 from typing import Any
 
+from foxmock.server.run import free_port
 from foxmock.statestore.base import Take
 from foxmock.statestore.memory import MemoryStore
 from foxmock.testing import MockServer
@@ -40,12 +40,6 @@ scenarios:
       - respond: {content: "the first answer"}
       - respond: {content: "a later answer"}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def per_request(port: int, text: str, count: int) -> list[float]:
@@ -126,7 +120,7 @@ def main() -> None:
     redis_process = None
     url = args.redis
     if url is None and shutil.which("redis-server"):
-        port = _free_port()
+        port = free_port("127.0.0.1")
         redis_process = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
              "--dir", tempfile.mkdtemp()],

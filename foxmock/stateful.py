@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from foxmock._exceptions import RequestError
+from foxmock.matching import lookup, parse_body_path
 from foxmock.openai.request import ChatRequest
 from foxmock.scenarios.model import RateLimit, Scenario, ScenarioSet, Scope
 from foxmock.statestore import QuotaView, StateStore, StateUnavailable, Take
@@ -58,17 +59,12 @@ def _hashed(value: str) -> str:
 
 
 def _body_value(body: Mapping[str, Any], path: str) -> str:
-    value: Any = body
-    for part in path.split("."):
-        if isinstance(value, Mapping):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return ""
-    if value is None or isinstance(value, (Mapping, list)):
-        return ""
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    """The text at a body path (as ``match: {body: ...}`` reads paths); "" for none or a
+    container."""
+    value = lookup(body, parse_body_path(path))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if isinstance(value, (str, int, float)) else ""
 
 
 def scope_value(scope: Scope, req: ChatRequest, test_id: str) -> str:

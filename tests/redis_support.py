@@ -17,11 +17,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from foxmock.server.run import free_port
 
 
 def require_redis() -> str:
@@ -40,7 +36,7 @@ class RedisServer:
 
     def __init__(self, binary: str, directory: Path) -> None:
         self.binary, self.directory = binary, directory
-        self.port = _free_port()
+        self.port = free_port("127.0.0.1")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
